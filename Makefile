@@ -1,0 +1,43 @@
+# Petrel. `make test` runs the tests, `make bench` the benchmark suite.
+GO        ?= go
+PKGS      := ./...
+FUZZTIME  ?= 3s
+LONGFUZZ  ?= 60s
+# package:FuzzTarget pairs run by `make test` (briefly) and `make fuzz` (long).
+FUZZ      := ./codec:FuzzParse ./codec:FuzzRoundTrip
+
+.PHONY: all build test vet race fuzz-short fuzz bench gobench lint soak clean
+
+all: build
+
+build:
+	$(GO) build $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+race:
+	$(GO) test -race -count=1 -timeout 8m $(PKGS)
+
+fuzz-short:
+	@set -e; for t in $(FUZZ); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+test: vet race fuzz-short
+
+fuzz:
+	$(MAKE) fuzz-short FUZZTIME=$(LONGFUZZ)
+
+gobench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+bench: gobench
+
+lint: vet
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 $(PKGS)
+
+clean:
+	$(GO) clean -testcache

@@ -1,0 +1,97 @@
+package codec
+
+import (
+	"log/slog"
+	"strconv"
+)
+
+// Status is a frame's status code. Codes 0–1024 are reserved for the
+// protocol; handlers may return any code, and codes above 1024 belong to the
+// application.
+type Status uint16
+
+// The status codes the library itself produces (PROTOCOL.md).
+const (
+	StatusRequest         Status = 0   // carried by requests; ignored by servers
+	StatusConnected       Status = 100 // client connected (log only)
+	StatusDisconnected    Status = 198 // client disconnected (log only)
+	StatusShuttingDown    Status = 199 // server shutting down (log only)
+	StatusOK              Status = 200 // success
+	StatusNoHandler       Status = 400 // no handler for this request
+	StatusEmptyRequest    Status = 401 // empty request text
+	StatusPayloadTooLarge Status = 402 // payload length over the configured limit
+	StatusVersionMismatch Status = 497 // protocol version mismatch
+	StatusReadError       Status = 498 // network read error or malformed frame
+	StatusWriteError      Status = 499 // network write error
+	StatusHandlerError    Status = 500 // handler returned an error or panicked
+	StatusInternalError   Status = 501 // internal error
+	StatusBadMAC          Status = 502 // HMAC verification failed
+	StatusHandlerTimeout  Status = 503 // handler exceeded the server's handler timeout
+	StatusListenerFailed  Status = 599 // listener failed; the server stops
+	MaxReservedStatus     Status = 1024
+)
+
+type statusInfo struct {
+	text   string
+	level  slog.Level
+	closes bool
+}
+
+var statusTable = map[Status]statusInfo{
+	StatusRequest:         {"request", slog.LevelDebug, false},
+	StatusConnected:       {"client connected", slog.LevelDebug, false},
+	StatusDisconnected:    {"client disconnected", slog.LevelDebug, false},
+	StatusShuttingDown:    {"server shutting down", slog.LevelInfo, false},
+	StatusOK:              {"success", slog.LevelDebug, false},
+	StatusNoHandler:       {"no handler for this request", slog.LevelInfo, false},
+	StatusEmptyRequest:    {"empty request text", slog.LevelInfo, false},
+	StatusPayloadTooLarge: {"payload length over the limit", slog.LevelWarn, true},
+	StatusVersionMismatch: {"protocol version mismatch", slog.LevelWarn, true},
+	StatusReadError:       {"network read error", slog.LevelInfo, true},
+	StatusWriteError:      {"network write error", slog.LevelInfo, true},
+	StatusHandlerError:    {"handler error", slog.LevelError, false},
+	StatusInternalError:   {"internal error", slog.LevelError, true},
+	StatusBadMAC:          {"HMAC verification failed", slog.LevelWarn, true},
+	StatusHandlerTimeout:  {"handler timed out", slog.LevelError, false},
+	StatusListenerFailed:  {"listener failed", slog.LevelError, true},
+}
+
+// Text returns a short description of s ("success", "no handler for this
+// request", ...). Unknown codes get "status N".
+func (s Status) Text() string {
+	if i, ok := statusTable[s]; ok {
+		return i.text
+	}
+	return "status " + strconv.Itoa(int(s))
+}
+
+// String returns the code and its text, e.g. "400 no handler for this request".
+func (s Status) String() string {
+	if i, ok := statusTable[s]; ok {
+		return strconv.Itoa(int(s)) + " " + i.text
+	}
+	return strconv.Itoa(int(s))
+}
+
+// Level is the log level at which a server reports s: Debug for routine
+// events, Info for client mistakes, Warn for refusals, Error for faults.
+// Unknown codes log at Debug when below 400 and at Info otherwise.
+func (s Status) Level() slog.Level {
+	if i, ok := statusTable[s]; ok {
+		return i.level
+	}
+	if s < 400 {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
+
+// ClosesConn reports whether the connection is closed after a frame with
+// status s (402, 497, 498, 499, 501, 502 and 599). Codes that are not the
+// library's own never close a connection.
+func (s Status) ClosesConn() bool {
+	return statusTable[s].closes
+}
+
+// IsSuccess reports whether s is a 2xx code.
+func (s Status) IsSuccess() bool { return s >= 200 && s < 300 }

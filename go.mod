@@ -1,0 +1,3 @@
+module github.com/petrel-rpc/petrel
+
+go 1.26
