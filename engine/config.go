@@ -1,0 +1,136 @@
+package engine
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/petrel-rpc/petrel/codec"
+)
+
+// Kind selects the transport engine.
+type Kind string
+
+// The engines.
+const (
+	// Reactor is the default engine: gnet event loops, frames decoded in
+	// place from the loop's buffers, handlers on a bounded worker pool (or
+	// inline). No goroutine per connection.
+	Reactor Kind = "reactor"
+	// Std is the baseline engine: the standard library's net package with
+	// one goroutine per connection, buffered reads and vectored writes.
+	Std Kind = "std"
+)
+
+// Config configures a server. The zero value of every field is valid and
+// means the default stated on it; only Addr is required. [Listen] copies the
+// Config: later changes to it have no effect.
+type Config struct {
+	// Addr is where to listen: "host:port" or "tcp://host:port" (port 0
+	// picks a free port), or "unix:///path/to.sock".
+	Addr string
+	// Engine selects the transport; "" means Reactor.
+	Engine Kind
+	// Inline runs handlers on the event loop instead of the worker pool
+	// (reactor engine only). Only for handlers that never block.
+	Inline bool
+	// EventLoops is the number of gnet event loops (reactor engine only);
+	// 0 means one per physical core.
+	EventLoops int
+	// Workers bounds the worker pool that runs handlers (reactor engine);
+	// 0 means 256 per logical CPU. When every worker is busy, connections
+	// wait their turn; nothing is dropped.
+	Workers int
+	// MaxPayload is the payload limit in bytes for requests; 0 means 4 MiB.
+	// A request declaring more is answered 402 from its header alone and
+	// the connection closed.
+	MaxPayload uint32
+	// MaxConns bounds concurrent connections; 0 means no limit. A
+	// connection beyond it is closed at once.
+	MaxConns int
+	// ReadTimeout bounds how long a partly received frame may take to
+	// arrive in full; 0 means 30s, negative means none.
+	ReadTimeout time.Duration
+	// IdleTimeout closes a connection with nothing pending for this long;
+	// 0 means 5m, negative means none.
+	IdleTimeout time.Duration
+	// HandlerTimeout cancels a handler's context after this long and
+	// answers 503 (the handler's late result is discarded); 0 means none.
+	HandlerTimeout time.Duration
+	// TLS, when set, serves TLS with this configuration (both engines).
+	// Set ClientAuth to tls.RequireAndVerifyClientCert for client
+	// authentication.
+	TLS *tls.Config
+	// HandshakeTimeout bounds a TLS handshake; 0 means 10s.
+	HandshakeTimeout time.Duration
+	// MaxHandshakes bounds TLS handshakes in progress at once (reactor
+	// engine); 0 means 1024. A connection beyond it is closed.
+	MaxHandshakes int
+	// HMACKey, when set, makes the server verify every request's MAC
+	// (answering 502 and closing on a mismatch) and sign every answer.
+	HMACKey []byte
+	// SocketMode is the file mode of a Unix socket; 0 means 0o600.
+	SocketMode os.FileMode
+	// Logger receives the server's events; nil means warnings and errors
+	// to stderr. The server never logs a line per successful request.
+	Logger *slog.Logger
+	// IgnoreSignals turns off the default handling of SIGINT and SIGTERM
+	// (a graceful shutdown of every Petrel server in the process), for
+	// programs that handle signals themselves.
+	IgnoreSignals bool
+	// Handlers are registered before the server starts; more can be added
+	// with [Server.Handle] while it runs.
+	Handlers map[string]Handler
+	// Middleware wraps every handler, the first element outermost.
+	Middleware []Middleware
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Addr == "" {
+		return c, fmt.Errorf("%w: empty address", ErrConfig)
+	}
+	switch c.Engine {
+	case "":
+		c.Engine = Reactor
+	case Reactor, Std:
+	default:
+		return c, fmt.Errorf("%w: unknown engine %q", ErrConfig, c.Engine)
+	}
+	if c.MaxPayload == 0 {
+		c.MaxPayload = codec.DefaultMaxPayload
+	}
+	if c.MaxConns < 0 || c.Workers < 0 || c.EventLoops < 0 || c.MaxHandshakes < 0 {
+		return c, fmt.Errorf("%w: negative count", ErrConfig)
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = 30 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.MaxHandshakes == 0 {
+		c.MaxHandshakes = 1024
+	}
+	if c.SocketMode == 0 {
+		c.SocketMode = 0o600
+	}
+	if c.Logger == nil {
+		c.Logger = defaultLogger()
+	}
+	if c.TLS != nil {
+		c.TLS = c.TLS.Clone()
+	}
+	if c.HMACKey != nil {
+		c.HMACKey = append([]byte(nil), c.HMACKey...)
+	}
+	return c, nil
+}
+
+func defaultLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}

@@ -1,0 +1,214 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+
+	"github.com/petrel-rpc/petrel/codec"
+)
+
+// entry is one registered handler, already wrapped in the middleware.
+type entry struct {
+	name string
+	h    Handler
+}
+
+// registry maps request names to handlers. Reads are lock-free (an atomic
+// pointer to an immutable map); registrations copy the map under mu.
+type registry struct {
+	mu sync.Mutex                       // serialises writers
+	m  atomic.Pointer[map[string]entry] // the current map, never mutated
+	mw []Middleware
+}
+
+func newRegistry(mw []Middleware) *registry {
+	r := &registry{mw: append([]Middleware(nil), mw...)}
+	m := map[string]entry{}
+	r.m.Store(&m)
+	return r
+}
+
+func (r *registry) add(name string, h Handler) error {
+	switch {
+	case name == "" || len(name) > codec.MaxRequestLen:
+		return fmt.Errorf("%w: %q (must be 1 to 255 bytes)", ErrBadName, name)
+	case name == codec.ProtoCheck:
+		return fmt.Errorf("%w: %q is built in", ErrBadName, name)
+	case h == nil:
+		return fmt.Errorf("%w: nil handler for %q", ErrBadName, name)
+	}
+	for i := len(r.mw) - 1; i >= 0; i-- {
+		h = r.mw[i](h)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := *r.m.Load()
+	m := make(map[string]entry, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[name] = entry{name: name, h: h}
+	r.m.Store(&m)
+	return nil
+}
+
+func (r *registry) lookup(name []byte) (entry, bool) {
+	e, ok := (*r.m.Load())[string(name)]
+	return e, ok
+}
+
+// Static reasons sent with library statuses; sending them allocates nothing.
+var (
+	reasonNoHandler    = []byte("no handler for this request")
+	reasonEmpty        = []byte("empty request text")
+	reasonHandlerError = []byte("handler error")
+	reasonTimeout      = []byte("handler timed out")
+	reasonBadMAC       = []byte("HMAC verification failed")
+	protoOK            = []byte{codec.ProtocolVersion}
+)
+
+// session is the per-connection state both engines share with dispatch.
+type session struct {
+	srv  *Server
+	info ConnInfo
+	ctx  connContext
+	req  Request
+	mac  *codec.MAC // nil without HMAC; used by one goroutine at a time
+	bufs codec.Buffers
+}
+
+func (s *session) init(srv *Server) {
+	s.srv = srv
+	s.info.ID = srv.nextID.Add(1)
+	s.req.Conn = &s.info
+	if srv.mac != nil {
+		s.mac = srv.mac.Clone()
+	}
+}
+
+// result is what dispatch decided to answer.
+type result struct {
+	status  codec.Status
+	payload []byte
+	// abandoned is set when a timed-out handler may still be using the
+	// request's bytes: the caller must not reuse the buffer holding them.
+	abandoned bool
+}
+
+// dispatch answers one verified frame. It runs on whichever goroutine the
+// engine runs handlers on. The returned payload may alias f.Payload.
+func (s *session) dispatch(f codec.Frame) result {
+	srv := s.srv
+	if s.mac != nil {
+		if err := s.mac.Verify(f.Payload, f.MAC); err != nil {
+			return result{status: codec.StatusBadMAC, payload: reasonBadMAC}
+		}
+	}
+	if len(f.Request) == 0 {
+		return result{status: codec.StatusEmptyRequest, payload: reasonEmpty}
+	}
+	if string(f.Request) == codec.ProtoCheck {
+		if len(f.Payload) == 1 && f.Payload[0] == codec.ProtocolVersion {
+			return result{status: codec.StatusOK, payload: protoOK}
+		}
+		return result{status: codec.StatusVersionMismatch, payload: protoOK}
+	}
+	e, ok := srv.handlers.lookup(f.Request)
+	if !ok {
+		return result{status: codec.StatusNoHandler, payload: reasonNoHandler}
+	}
+	if srv.cfg.HandlerTimeout > 0 && !srv.inlineHandlers {
+		return s.dispatchTimeout(e, f)
+	}
+	s.req.Name = e.name
+	s.req.Seq = f.Seq
+	s.req.Payload = f.Payload
+	st, p := s.call(&s.ctx, e, &s.req)
+	s.req.Payload = nil
+	return result{status: st, payload: p}
+}
+
+// call runs a handler, turning errors and panics into 500.
+func (s *session) call(ctx context.Context, e entry, req *Request) (st codec.Status, p []byte) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.srv.log.Error("petrel: handler panicked", "request", e.name, "conn", s.info.ID,
+				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			st, p = codec.StatusHandlerError, reasonHandlerError
+		}
+	}()
+	code, payload, err := e.h(ctx, req)
+	if err != nil {
+		if s.srv.log.Enabled(context.Background(), slog.LevelError) {
+			s.srv.log.Error("petrel: handler error", "request", e.name, "conn", s.info.ID, "err", err)
+		}
+		return codec.StatusHandlerError, reasonHandlerError
+	}
+	if code == 0 {
+		code = uint16(codec.StatusOK)
+	}
+	return codec.Status(code), payload
+}
+
+// dispatchTimeout runs the handler on its own goroutine under the server's
+// handler timeout. On timeout the handler's context is cancelled, 503 is
+// answered, and its late result is discarded; it keeps its own Request and
+// the bytes of the frame, which the caller must then not reuse.
+func (s *session) dispatchTimeout(e entry, f codec.Frame) result {
+	ctx, cancel := context.WithTimeout(&s.ctx, s.srv.cfg.HandlerTimeout)
+	defer cancel()
+	req := &Request{Name: e.name, Seq: f.Seq, Payload: f.Payload, Conn: &s.info}
+	type answer struct {
+		st codec.Status
+		p  []byte
+	}
+	done := make(chan answer, 1)
+	go func() {
+		st, p := s.call(ctx, e, req)
+		done <- answer{st, p}
+	}()
+	select {
+	case a := <-done:
+		return result{status: a.st, payload: a.p}
+	case <-ctx.Done():
+		s.srv.log.Error("petrel: handler timed out", "request", e.name, "conn", s.info.ID,
+			"timeout", s.srv.cfg.HandlerTimeout)
+		return result{status: codec.StatusHandlerTimeout, payload: reasonTimeout, abandoned: true}
+	}
+}
+
+// frame returns the answer to f as writev slices held in s.bufs. The
+// slices alias f.Request and r.payload.
+func (s *session) frame(f codec.Frame, r result) [][]byte {
+	v, err := s.bufs.Frame(codec.Frame{Status: r.status, Seq: f.Seq, Request: f.Request, Payload: r.payload}, s.mac)
+	if err != nil {
+		// Only a payload over 4 GiB can fail here: answer 501 instead.
+		s.srv.log.Error("petrel: cannot frame answer", "request", string(f.Request), "err", err)
+		v, _ = s.bufs.Frame(codec.Frame{Status: codec.StatusInternalError, Seq: f.Seq, Request: f.Request}, s.mac)
+	}
+	return v
+}
+
+// refusal returns the answer to a frame refused from its header (402),
+// built from the header's seq and an empty request text.
+func (s *session) refusal(hdr []byte, err error) [][]byte {
+	h, _ := codec.ParseHeader(hdr)
+	reason := []byte(err.Error())
+	if le, ok := err.(*codec.LimitError); ok {
+		reason = []byte(le.Reason())
+	}
+	v, _ := s.bufs.Frame(codec.Frame{Status: codec.StatusOf(err), Seq: h.Seq, Payload: reason}, s.mac)
+	return v
+}
+
+func vecLen(v [][]byte) int {
+	n := 0
+	for _, b := range v {
+		n += len(b)
+	}
+	return n
+}

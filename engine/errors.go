@@ -1,0 +1,21 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors returned by the engine.
+var (
+	// ErrServerClosed is what [Server.Err] and [Server.Wait] report after
+	// [Server.Shutdown] or [Server.Close],
+	ErrServerClosed = errors.New("petrel: server closed")
+	// ErrConfig wraps every configuration error from [Listen].
+	ErrConfig = errors.New("petrel: invalid config")
+	// ErrBadName: a handler name that is empty, longer than 255 bytes, or
+	// reserved (PROTOCHECK).
+	ErrBadName = errors.New("petrel: invalid handler name")
+	// ErrSignal is what [Server.Err] reports after a SIGINT or SIGTERM
+	// shut the server down; it wraps ErrServerClosed.
+	ErrSignal = fmt.Errorf("petrel: server closed by signal: %w", ErrServerClosed)
+)

@@ -1,0 +1,75 @@
+package engine
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+)
+
+// Handler answers one request. It returns the answer's status (200 for
+// success; any code the application likes, codes above 1024 being its own),
+// the answer's payload, and an error. A non-nil error is logged and answered
+// with status 500 and an empty payload; the error text is not sent to the
+// client. A panic is recovered, logged with its stack and answered with 500.
+//
+// ctx is cancelled when the connection drops, the server stops, or the
+// server's handler timeout passes.
+//
+// The request and its payload are valid only until the handler returns:
+// copy what you keep. The returned payload may alias the request payload
+// (an echo costs no copy); the server is done with it once the answer has
+// been written, so a handler must not modify it afterwards.
+//
+// On the reactor engine with [Config.Inline] set, handlers run on the event
+// loop and must never block.
+type Handler func(ctx context.Context, req *Request) (status uint16, payload []byte, err error)
+
+// Middleware wraps a handler, to add logging, metrics or authorisation to
+// every handler in one place. See [Config.Middleware].
+type Middleware func(next Handler) Handler
+
+// Request is one request as a handler sees it. The server reuses Request
+// values: do not keep the pointer after the handler returns.
+type Request struct {
+	// Name is the request (handler) name. It is the string the handler was
+	// registered with, so reading it costs no allocation.
+	Name string
+	// Seq is the request's sequence number, echoed in the answer.
+	Seq uint32
+	// Payload is the request's payload. It is valid only during the call.
+	Payload []byte
+	// Conn describes the connection the request came on. Valid only during
+	// the call.
+	Conn *ConnInfo
+}
+
+// ConnInfo describes a connection: who is calling.
+type ConnInfo struct {
+	// ID is unique per server for the server's lifetime, starting at 1.
+	ID uint64
+	// LocalAddr and RemoteAddr are the connection's addresses.
+	LocalAddr, RemoteAddr net.Addr
+	// TLS is the state of the TLS connection, with the verified peer
+	// certificate chain when client certificates are required; nil without
+	// TLS.
+	TLS *tls.ConnectionState
+	// PeerCred holds the peer process's credentials on a Unix domain
+	// socket (SO_PEERCRED); nil on TCP or where unavailable.
+	PeerCred *PeerCred
+}
+
+// PeerCred is the credentials of the process at the other end of a Unix
+// domain socket, as the kernel reported them when it connected.
+type PeerCred struct {
+	PID int32
+	UID uint32
+	GID uint32
+}
+
+// Classic adapts a handler of the original Petrel's form, which sees only
+// the payload, to a [Handler].
+func Classic(f func(payload []byte) (uint16, []byte, error)) Handler {
+	return func(_ context.Context, req *Request) (uint16, []byte, error) {
+		return f(req.Payload)
+	}
+}

@@ -1,0 +1,597 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/klauspost/cpuid/v2"
+	"github.com/panjf2000/ants/v2"
+	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
+	"golang.org/x/sys/unix"
+
+	"github.com/petrel-rpc/petrel/codec"
+)
+
+// Connection states of the reactor (rconn.state).
+const (
+	stateIdle        int32 = iota // no request in flight; the loop may decode
+	stateBusy                     // a worker owns the request
+	stateBusyPending              // busy, and bytes wait in the inbound buffer
+)
+
+// reactorTransport is the default engine: gnet event loops decode frames
+// in place and hand each request to a bounded worker pool (or run it on the
+// loop when Config.Inline is set).
+type reactorTransport struct {
+	gnet.BuiltinEventEngine
+
+	srv      *Server
+	network  string
+	address  string
+	opts     codec.Options
+	eng      gnet.Engine
+	laddr    net.Addr
+	pool     *ants.Pool // nil in inline mode
+	wheel    *wheel
+	tickD    time.Duration
+	overflow overflowQueue
+
+	booted  chan struct{} // closed by OnBoot
+	runDone chan struct{} // closed when gnet.Run returns
+	runErr  error         // gnet.Run's result; read after runDone
+
+	closed    chan struct{} // signalled (non-blocking) by OnClose
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func defaultEventLoops() int {
+	if n := cpuid.CPU.PhysicalCores; n > 0 {
+		return n
+	}
+	return max(1, cpuid.CPU.LogicalCores)
+}
+
+func newReactorTransport(srv *Server, network, address string) (*reactorTransport, error) {
+	cfg := srv.cfg
+	t := &reactorTransport{
+		srv:     srv,
+		network: network,
+		address: address,
+		opts:    codec.Options{MaxPayload: cfg.MaxPayload, MAC: srv.mac != nil},
+		booted:  make(chan struct{}),
+		runDone: make(chan struct{}),
+		closed:  make(chan struct{}, 1),
+	}
+	if cfg.TLS != nil {
+		return nil, fmt.Errorf("%w: TLS is not yet supported on the reactor engine; use Engine: Std", ErrConfig)
+	}
+	t.tickD = tickFor(cfg.ReadTimeout, cfg.IdleTimeout)
+	t.wheel = newWheel(t.tickD, 512)
+	if !cfg.Inline {
+		workers := cfg.Workers
+		if workers == 0 {
+			workers = 256 * max(1, cpuid.CPU.LogicalCores)
+		}
+		p, err := ants.NewPool(workers, ants.WithNonblocking(true), ants.WithLogger(gnetLogger{srv.log}))
+		if err != nil {
+			return nil, fmt.Errorf("petrel: worker pool: %w", err)
+		}
+		t.pool = p
+	}
+	loops := cfg.EventLoops
+	if loops == 0 {
+		loops = defaultEventLoops()
+	}
+	proto := network + "://" + address
+	go func() {
+		defer close(t.runDone)
+		t.runErr = gnet.Run(t, proto,
+			gnet.WithMulticore(true),
+			gnet.WithNumEventLoop(loops),
+			gnet.WithTicker(true),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithReusePort(false),
+			gnet.WithLogger(gnetLogger{srv.log}),
+		)
+	}()
+	select {
+	case <-t.booted:
+	case <-t.runDone:
+		if t.pool != nil {
+			t.pool.Release()
+		}
+		if t.runErr == nil {
+			t.runErr = errors.New("engine stopped before it started")
+		}
+		return nil, fmt.Errorf("petrel: listen %s: %w", proto, t.runErr)
+	}
+	if network == "unix" {
+		if err := os.Chmod(address, cfg.SocketMode); err != nil {
+			t.close()
+			return nil, fmt.Errorf("petrel: unix socket mode: %w", err)
+		}
+	}
+	return t, nil
+}
+
+// tickFor picks the timing wheel's resolution: a tenth of the shortest
+// timeout, between 10 ms and 1 s.
+func tickFor(timeouts ...time.Duration) time.Duration {
+	d := time.Second
+	for _, to := range timeouts {
+		if to > 0 && to/10 < d {
+			d = to / 10
+		}
+	}
+	return max(d, 10*time.Millisecond)
+}
+
+func (t *reactorTransport) addr() net.Addr { return t.laddr }
+
+// OnBoot records the engine and the real listening address.
+func (t *reactorTransport) OnBoot(eng gnet.Engine) gnet.Action {
+	t.eng = eng
+	if t.network == "unix" {
+		t.laddr = &net.UnixAddr{Net: "unix", Name: t.address}
+	} else if fd, err := eng.Dup(); err == nil {
+		if sa, err := unix.Getsockname(fd); err == nil {
+			t.laddr = sockaddrToTCP(sa)
+		}
+		unix.Close(fd)
+	}
+	if t.laddr == nil {
+		t.laddr = &net.TCPAddr{}
+	}
+	close(t.booted)
+	return gnet.None
+}
+
+func sockaddrToTCP(sa unix.Sockaddr) *net.TCPAddr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
+	}
+	return &net.TCPAddr{}
+}
+
+// OnTick advances the timing wheel.
+func (t *reactorTransport) OnTick() (time.Duration, gnet.Action) {
+	t.wheel.advance(time.Now().UnixNano(), t.expire)
+	return t.tickD, gnet.None
+}
+
+func (t *reactorTransport) expire(rc *rconn) {
+	t.srv.log.Info("petrel: connection timed out", "conn", rc.info.ID, "remote", rc.info.RemoteAddr)
+	rc.gc.Close()
+}
+
+// OnOpen sets up a connection, or refuses it when the server is draining
+// or at its connection limit.
+func (t *reactorTransport) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	srv := t.srv
+	if srv.draining.Load() || (srv.cfg.MaxConns > 0 && srv.stats.open.Load() >= int64(srv.cfg.MaxConns)) {
+		srv.stats.refused.Add(1)
+		return nil, gnet.Close
+	}
+	rc := &rconn{t: t, gc: c, fd: c.Fd()}
+	rc.init(srv)
+	rc.info.LocalAddr, rc.info.RemoteAddr = c.LocalAddr(), c.RemoteAddr()
+	if t.network == "unix" {
+		rc.info.PeerCred = peerCredFd(rc.fd)
+	}
+	rc.runFn = rc.run
+	rc.afterWriteFn = rc.afterAsyncWrite
+	rc.idle(t.wheel.now.Load())
+	c.SetContext(rc)
+	srv.stats.open.Add(1)
+	srv.stats.total.Add(1)
+	t.wheel.add(rc, rc.deadline.Load())
+	srv.log.Debug("petrel: client connected", "conn", rc.info.ID, "remote", rc.info.RemoteAddr, "status", int(codec.StatusConnected))
+	return nil, gnet.None
+}
+
+// OnClose runs on the loop before gnet closes the socket. Taking wmu here
+// guarantees no worker writes to the descriptor after it is closed (and
+// possibly reused for another client).
+func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
+	rc, ok := c.Context().(*rconn)
+	if !ok {
+		return gnet.None
+	}
+	rc.wmu.Lock()
+	rc.closed = true
+	rc.wmu.Unlock()
+	rc.gone.Store(true)
+	rc.ctx.cancel()
+	if rc.state.Load() == stateIdle && rc.in != nil {
+		bytebufferpool.Put(rc.in)
+		rc.in = nil
+	}
+	t.srv.stats.open.Add(-1)
+	t.srv.log.Debug("petrel: client disconnected", "conn", rc.info.ID, "status", int(codec.StatusDisconnected), "err", err)
+	select {
+	case t.closed <- struct{}{}:
+	default:
+	}
+	return gnet.None
+}
+
+// OnTraffic decodes and dispatches buffered frames, unless a request is
+// already in flight on this connection.
+func (t *reactorTransport) OnTraffic(c gnet.Conn) gnet.Action {
+	rc, ok := c.Context().(*rconn)
+	if !ok {
+		return gnet.Close
+	}
+	if rc.state.Load() != stateIdle {
+		if rc.state.CompareAndSwap(stateBusy, stateBusyPending) || rc.state.Load() == stateBusyPending {
+			return gnet.None
+		}
+	}
+	return rc.process()
+}
+
+func (t *reactorTransport) shutdown(ctx context.Context) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if t.srv.stats.open.Load() <= 0 {
+			return nil
+		}
+		t.wheel.all(func(rc *rconn) { rc.gc.Wake(nil) })
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.closed:
+		case <-tick.C:
+		}
+	}
+}
+
+func (t *reactorTransport) close() error {
+	t.closeOnce.Do(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		stopped := make(chan error, 1)
+		go func() { stopped <- t.eng.Stop(ctx) }()
+		<-t.runDone
+		cancel()
+		<-stopped
+		if t.pool != nil {
+			_ = t.pool.ReleaseTimeout(5 * time.Second)
+		}
+		if t.runErr != nil && !errors.Is(t.runErr, net.ErrClosed) {
+			t.closeErr = t.runErr
+		}
+	})
+	return t.closeErr
+}
+
+// overflowQueue holds connections whose request found the worker pool
+// full. Workers drain it when they finish; at most one entry per
+// connection, so its size is bounded by the connection count.
+type overflowQueue struct {
+	mu sync.Mutex   // guards q
+	q  []*rconn     // waiting connections, oldest first
+	n  atomic.Int32 // len(q), read without the lock
+}
+
+func (o *overflowQueue) push(rc *rconn) {
+	o.mu.Lock()
+	o.q = append(o.q, rc)
+	o.n.Store(int32(len(o.q)))
+	o.mu.Unlock()
+}
+
+func (o *overflowQueue) pop() *rconn {
+	if o.n.Load() == 0 {
+		return nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.q) == 0 {
+		return nil
+	}
+	rc := o.q[0]
+	o.q[0] = nil
+	o.q = o.q[1:]
+	o.n.Store(int32(len(o.q)))
+	return rc
+}
+
+// rconn is one reactor connection.
+//
+// Ownership: while state is stateIdle the event loop owns everything here;
+// while busy, the worker running the request owns session, in, cur and
+// vec, and the loop only reads state. wmu guards closed, and is held by a
+// worker for the duration of a direct write to fd.
+type rconn struct {
+	session
+	t  *reactorTransport
+	gc gnet.Conn
+	fd int
+
+	state    atomic.Int32
+	gone     atomic.Bool  // closed; the wheel drops it
+	deadline atomic.Int64 // unix nanoseconds, or noDeadline
+
+	wmu    sync.Mutex // guards closed; held during a worker's direct write
+	closed bool
+
+	in     *bytebufferpool.ByteBuffer // frame bytes owned by this conn (partial or in flight)
+	want   int                        // total length of the frame accumulating in in, 0 if none
+	cur    codec.Frame                // the frame in flight (aliases in)
+	direct bool                       // the worker may write to fd itself
+	res    result
+
+	runFn        func()             // rc.run, bound once
+	afterWriteFn gnet.AsyncCallback // rc.afterAsyncWrite, bound once
+}
+
+func (rc *rconn) idle(now int64) {
+	if to := rc.srv.cfg.IdleTimeout; to > 0 {
+		rc.deadline.Store(now + int64(to))
+	} else {
+		rc.deadline.Store(noDeadline)
+	}
+}
+
+func (rc *rconn) partial(now int64) {
+	if to := rc.srv.cfg.ReadTimeout; to > 0 {
+		rc.deadline.Store(now + int64(to))
+	} else {
+		rc.deadline.Store(noDeadline)
+	}
+}
+
+// process decodes and serves buffered frames. Loop goroutine only, with
+// state idle.
+func (rc *rconn) process() gnet.Action {
+	srv := rc.srv
+	c := rc.gc
+	for {
+		buf, _ := c.Peek(-1)
+		if rc.want > 0 {
+			// A frame is accumulating in rc.in: copy what arrived.
+			take := min(len(buf), rc.want-len(rc.in.B))
+			rc.in.B = append(rc.in.B, buf[:take]...)
+			c.Discard(take)
+			if len(rc.in.B) < rc.want {
+				return gnet.None
+			}
+			rc.want = 0
+			f, _, _, _ := codec.Parse(rc.in.B, rc.t.opts)
+			if act, done := rc.serve(f, len(rc.in.B), true); done {
+				return act
+			}
+			continue
+		}
+		if len(buf) == 0 {
+			rc.idle(rc.t.wheel.now.Load())
+			if srv.draining.Load() {
+				return gnet.Close
+			}
+			return gnet.None
+		}
+		f, n, need, err := codec.Parse(buf, rc.t.opts)
+		if err != nil {
+			v := rc.refusal(buf, err)
+			srv.stats.answered(rc.info.ID, codec.StatusOf(err), len(buf), vecLen(v))
+			c.Writev(v)
+			return gnet.Close
+		}
+		if n == 0 {
+			if srv.draining.Load() {
+				return gnet.Close
+			}
+			rc.partial(rc.t.wheel.now.Load())
+			if len(buf) >= codec.HeaderLen {
+				// The header is here: collect the rest in our own buffer
+				// so each byte is copied once, not re-assembled per read.
+				rc.in = bytebufferpool.Get()
+				rc.in.B = append(rc.in.B[:0], buf...)
+				rc.want = len(buf) + need
+				c.Discard(len(buf))
+			}
+			return gnet.None
+		}
+		if rc.t.pool == nil {
+			// Inline: answer straight from gnet's buffer.
+			act, done := rc.serve(f, n, false)
+			c.Discard(n)
+			if done {
+				return act
+			}
+			continue
+		}
+		rc.in = bytebufferpool.Get()
+		rc.in.B = append(rc.in.B[:0], buf[:n]...)
+		c.Discard(n)
+		f, _, _, _ = codec.Parse(rc.in.B, rc.t.opts)
+		if act, done := rc.serve(f, n, true); done {
+			return act
+		}
+	}
+}
+
+// serve answers frame f (n bytes). owned says f lives in rc.in. In inline
+// mode it answers on the loop and reports done only when the connection
+// must close; in pool mode it hands f to a worker and reports done.
+func (rc *rconn) serve(f codec.Frame, n int, owned bool) (gnet.Action, bool) {
+	srv := rc.srv
+	c := rc.gc
+	if rc.t.pool == nil {
+		r := rc.dispatch(f)
+		v := rc.frame(f, r)
+		srv.stats.answered(rc.info.ID, r.status, n, vecLen(v))
+		c.Writev(v)
+		if owned {
+			if !r.abandoned {
+				bytebufferpool.Put(rc.in)
+			}
+			rc.in = nil
+		}
+		if r.status.ClosesConn() {
+			return gnet.Close, true
+		}
+		return gnet.None, false
+	}
+	rc.cur = f
+	rc.direct = c.OutboundBuffered() == 0
+	rc.deadline.Store(noDeadline)
+	rc.state.Store(stateBusy)
+	if buffered, _ := c.Peek(-1); len(buffered) > 0 {
+		rc.state.Store(stateBusyPending)
+	}
+	rc.submit()
+	return gnet.None, true
+}
+
+// submit hands the connection's request to the worker pool; when the pool
+// is full the connection queues and the next worker to finish takes it.
+func (rc *rconn) submit() {
+	t := rc.t
+	if err := t.pool.Submit(rc.runFn); err == nil {
+		return
+	} else if !errors.Is(err, ants.ErrPoolOverload) {
+		// The pool is closed: the server is stopping.
+		rc.gc.Close()
+		return
+	}
+	t.overflow.push(rc)
+	// A worker that was busy when Submit failed drains the queue when it
+	// finishes; try once more in case all of them finished meanwhile.
+	_ = t.pool.Submit(t.drainOverflow)
+}
+
+func (t *reactorTransport) drainOverflow() {
+	for rc := t.overflow.pop(); rc != nil; rc = t.overflow.pop() {
+		rc.handle()
+	}
+}
+
+// run is the worker pool task: serve the request, then any connections
+// that queued while the pool was full.
+func (rc *rconn) run() {
+	rc.handle()
+	rc.t.drainOverflow()
+}
+
+// handle runs the handler and writes the answer. Worker goroutine, state
+// busy.
+func (rc *rconn) handle() {
+	srv := rc.srv
+	f := rc.cur
+	r := rc.dispatch(f)
+	v := rc.frame(f, r)
+	total := vecLen(v)
+	srv.stats.answered(rc.info.ID, r.status, len(rc.in.B), total)
+	rc.res = r
+	if rc.direct && !r.status.ClosesConn() {
+		// Write straight to the socket: no wake of the event loop when the
+		// kernel takes the whole answer, which it almost always does.
+		rc.wmu.Lock()
+		if rc.closed {
+			rc.wmu.Unlock()
+			rc.release()
+			return
+		}
+		n, err := unix.Writev(rc.fd, v)
+		rc.wmu.Unlock()
+		if err == nil && n == total {
+			rc.release()
+			rc.finish()
+			return
+		}
+		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+			rc.release()
+			rc.gc.Close()
+			return
+		}
+		v = skipBytes(v, max(n, 0))
+	}
+	if err := rc.gc.AsyncWritev(v, rc.afterWriteFn); err != nil {
+		rc.release()
+	}
+}
+
+// skipBytes drops the first n bytes from v.
+func skipBytes(v [][]byte, n int) [][]byte {
+	for len(v) > 0 && n >= len(v[0]) {
+		n -= len(v[0])
+		v = v[1:]
+	}
+	if n > 0 && len(v) > 0 {
+		v[0] = v[0][n:]
+	}
+	return v
+}
+
+// afterAsyncWrite runs on the loop once gnet has taken an answer.
+func (rc *rconn) afterAsyncWrite(c gnet.Conn, err error) error {
+	rc.release()
+	if err != nil || rc.res.status.ClosesConn() {
+		c.Close()
+		return nil
+	}
+	rc.finish()
+	return nil
+}
+
+// release returns the request buffer to the pool, unless a timed-out
+// handler may still read it.
+func (rc *rconn) release() {
+	if rc.in != nil && !rc.res.abandoned {
+		bytebufferpool.Put(rc.in)
+	}
+	rc.in = nil
+	rc.cur = codec.Frame{}
+	rc.res = result{}
+}
+
+// finish ends a request: the connection becomes idle, and the loop is woken
+// if frames wait in its buffer or the server is draining.
+func (rc *rconn) finish() {
+	rc.idle(rc.t.wheel.now.Load())
+	if old := rc.state.Swap(stateIdle); old == stateBusyPending || rc.srv.draining.Load() {
+		rc.gc.Wake(nil)
+	}
+}
+
+// gnetLogger adapts slog to gnet's and ants' logger interfaces. gnet's
+// messages are about its own internals: they go out at Debug, errors at
+// Warn.
+type gnetLogger struct {
+	l interface {
+		Debug(string, ...any)
+		Warn(string, ...any)
+	}
+}
+
+func (g gnetLogger) Debugf(format string, args ...any) {
+	g.l.Debug("gnet: " + fmt.Sprintf(format, args...))
+}
+func (g gnetLogger) Infof(format string, args ...any) {
+	g.l.Debug("gnet: " + fmt.Sprintf(format, args...))
+}
+func (g gnetLogger) Warnf(format string, args ...any) {
+	g.l.Debug("gnet: " + fmt.Sprintf(format, args...))
+}
+func (g gnetLogger) Errorf(format string, args ...any) {
+	g.l.Warn("gnet: " + fmt.Sprintf(format, args...))
+}
+func (g gnetLogger) Fatalf(format string, args ...any) {
+	g.l.Warn("gnet: " + fmt.Sprintf(format, args...))
+}
+func (g gnetLogger) Printf(format string, args ...any) {
+	g.l.Warn("ants: " + fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,97 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// signalShutdownTimeout bounds the graceful shutdown a signal starts; a
+// second signal closes at once.
+const signalShutdownTimeout = 30 * time.Second
+
+// sigState is the process's one signal watcher, shared by every server that
+// did not set IgnoreSignals. It runs only while such a server exists.
+var sigState struct {
+	mu      sync.Mutex           // guards the fields below
+	servers map[*Server]struct{} // servers to shut down on a signal
+	ch      chan os.Signal       // nil while no watcher runs
+	stop    chan struct{}        // closes the watcher
+	done    chan struct{}        // closed when the watcher exited
+}
+
+func registerSignals(s *Server) {
+	sigState.mu.Lock()
+	defer sigState.mu.Unlock()
+	if sigState.servers == nil {
+		sigState.servers = map[*Server]struct{}{}
+	}
+	sigState.servers[s] = struct{}{}
+	if sigState.ch == nil {
+		ch := make(chan os.Signal, 2)
+		stop, done := make(chan struct{}), make(chan struct{})
+		sigState.ch, sigState.stop, sigState.done = ch, stop, done
+		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+		go watchSignals(ch, stop, done)
+	}
+}
+
+func unregisterSignals(s *Server) {
+	sigState.mu.Lock()
+	if _, ok := sigState.servers[s]; !ok {
+		sigState.mu.Unlock()
+		return
+	}
+	delete(sigState.servers, s)
+	var stop, done chan struct{}
+	if len(sigState.servers) == 0 && sigState.ch != nil {
+		signal.Stop(sigState.ch)
+		stop, done = sigState.stop, sigState.done
+		sigState.ch, sigState.stop, sigState.done = nil, nil, nil
+	}
+	sigState.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		// The watcher may be the caller (shutting servers down after a
+		// signal); it exits on its own once this returns.
+	}
+	_ = done
+}
+
+func watchSignals(ch chan os.Signal, stop, done chan struct{}) {
+	defer close(done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for {
+		select {
+		case <-stop:
+			return
+		case sig := <-ch:
+			sigState.mu.Lock()
+			servers := make([]*Server, 0, len(sigState.servers))
+			for s := range sigState.servers {
+				servers = append(servers, s)
+			}
+			sigState.mu.Unlock()
+			for _, s := range servers {
+				s.log.Warn("petrel: signal received, shutting down", "signal", sig.String(), "addr", s.AddrString())
+				go func() {
+					sctx, scancel := context.WithTimeout(ctx, signalShutdownTimeout)
+					defer scancel()
+					_ = s.stop(sctx, ErrSignal)
+				}()
+			}
+			// A second signal closes everything at once.
+			go func() {
+				select {
+				case <-ch:
+					cancel()
+				case <-stop:
+				}
+			}()
+		}
+	}
+}

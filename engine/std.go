@@ -1,0 +1,339 @@
+package engine
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/petrel-rpc/petrel/codec"
+)
+
+// stdTransport is the baseline engine: a goroutine per connection on the
+// standard library's net package.
+type stdTransport struct {
+	srv  *Server
+	ln   net.Listener
+	path string // unix socket path to remove on close, "" for TCP
+
+	mu    sync.Mutex            // guards conns
+	conns map[*stdConn]struct{} // open connections
+	wg    sync.WaitGroup        // accept loop and connection goroutines
+	idle  chan struct{}         // signalled when a connection closes during drain
+	once  sync.Once
+}
+
+func newStdTransport(srv *Server, network, address string) (*stdTransport, error) {
+	ln, err := net.Listen(network, address)
+	if err != nil {
+		return nil, err
+	}
+	t := &stdTransport{srv: srv, ln: ln, conns: map[*stdConn]struct{}{}, idle: make(chan struct{}, 1)}
+	if network == "unix" {
+		t.path = address
+		if err := os.Chmod(address, srv.cfg.SocketMode); err != nil {
+			ln.Close()
+			return nil, err
+		}
+		ln.(*net.UnixListener).SetUnlinkOnClose(true)
+	}
+	if srv.cfg.TLS != nil {
+		ln = tls.NewListener(ln, srv.cfg.TLS)
+		t.ln = ln
+	}
+	t.wg.Add(1)
+	go t.accept()
+	return t, nil
+}
+
+func (t *stdTransport) addr() net.Addr { return t.ln.Addr() }
+
+func (t *stdTransport) accept() {
+	defer t.wg.Done()
+	srv := t.srv
+	var delay time.Duration
+	for {
+		nc, err := t.ln.Accept()
+		if err != nil {
+			if srv.draining.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// EMFILE and friends: back off as net/http does.
+				if delay == 0 {
+					delay = 5 * time.Millisecond
+				} else if delay *= 2; delay > time.Second {
+					delay = time.Second
+				}
+				srv.log.Warn("petrel: accept error; retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			srv.fail(err)
+			return
+		}
+		delay = 0
+		if srv.draining.Load() || (srv.cfg.MaxConns > 0 && srv.stats.open.Load() >= int64(srv.cfg.MaxConns)) {
+			srv.stats.refused.Add(1)
+			nc.Close()
+			continue
+		}
+		c := &stdConn{t: t, nc: nc}
+		c.init(srv)
+		c.info.LocalAddr, c.info.RemoteAddr = nc.LocalAddr(), nc.RemoteAddr()
+		t.mu.Lock()
+		if srv.draining.Load() {
+			t.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		t.conns[c] = struct{}{}
+		srv.stats.open.Add(1)
+		srv.stats.total.Add(1)
+		t.wg.Add(1)
+		t.mu.Unlock()
+		go c.serve()
+	}
+}
+
+func isTemporary(err error) bool {
+	var te interface{ Temporary() bool }
+	return errors.As(err, &te) && te.Temporary()
+}
+
+func (t *stdTransport) remove(c *stdConn) {
+	t.mu.Lock()
+	delete(t.conns, c)
+	t.mu.Unlock()
+	t.srv.stats.open.Add(-1)
+	select {
+	case t.idle <- struct{}{}:
+	default:
+	}
+}
+
+func (t *stdTransport) shutdown(ctx context.Context) error {
+	t.ln.Close()
+	for {
+		t.mu.Lock()
+		n := len(t.conns)
+		for c := range t.conns {
+			c.wakeIfIdle()
+		}
+		t.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.idle:
+		case <-time.After(50 * time.Millisecond):
+			// Re-wake connections that became idle since the last pass.
+		}
+	}
+}
+
+func (t *stdTransport) close() error {
+	var err error
+	t.once.Do(func() {
+		err = t.ln.Close()
+		if errors.Is(err, net.ErrClosed) {
+			err = nil
+		}
+		t.mu.Lock()
+		for c := range t.conns {
+			c.nc.Close()
+		}
+		t.mu.Unlock()
+		t.wg.Wait()
+	})
+	return err
+}
+
+// stdConn is one connection of the std engine, served by one goroutine.
+type stdConn struct {
+	session
+	t  *stdTransport
+	nc net.Conn
+
+	mu   sync.Mutex // guards busy
+	busy bool       // a frame has begun arriving or is being answered
+
+	buf []byte // read buffer; frames are decoded in place
+	out []byte // small answers are assembled here
+	vec net.Buffers
+}
+
+const (
+	stdReadBuf     = 4 << 10  // initial read buffer
+	stdKeepBuf     = 64 << 10 // larger buffers are dropped after use
+	stdSmallAnswer = 4 << 10  // answers up to this size are copied into one write
+)
+
+// wakeIfIdle interrupts the connection's read when it waits for a new
+// frame, so that a draining server can close it.
+func (c *stdConn) wakeIfIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.busy {
+		c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+func (c *stdConn) setBusy(b bool) {
+	c.mu.Lock()
+	c.busy = b
+	c.mu.Unlock()
+}
+
+func (c *stdConn) serve() {
+	srv := c.srv
+	defer c.t.wg.Done()
+	defer func() {
+		c.ctx.cancel()
+		c.nc.Close()
+		c.t.remove(c)
+		srv.log.Debug("petrel: client disconnected", "conn", c.info.ID, "status", int(codec.StatusDisconnected))
+	}()
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		hctx, cancel := context.WithTimeout(context.Background(), srv.cfg.HandshakeTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			srv.log.Info("petrel: TLS handshake failed", "conn", c.info.ID, "remote", c.info.RemoteAddr, "err", err)
+			return
+		}
+		st := tc.ConnectionState()
+		c.info.TLS = &st
+	} else if uc, ok := c.nc.(*net.UnixConn); ok {
+		c.info.PeerCred = peerCredOf(uc)
+	}
+	srv.log.Debug("petrel: client connected", "conn", c.info.ID, "remote", c.info.RemoteAddr, "status", int(codec.StatusConnected))
+	opts := codec.Options{MaxPayload: srv.cfg.MaxPayload, MAC: srv.mac != nil}
+	c.buf = make([]byte, 0, stdReadBuf)
+	for {
+		// Decode whatever is buffered; read more only when needed.
+		f, n, need, err := codec.Parse(c.buf, opts)
+		if err != nil {
+			c.setBusy(true)
+			v := c.refusal(c.buf, err)
+			srv.stats.answered(c.info.ID, codec.StatusOf(err), len(c.buf), vecLen(v))
+			c.write(v)
+			return
+		}
+		if n == 0 {
+			if !c.fill(need) {
+				return
+			}
+			continue
+		}
+		c.setBusy(true)
+		r := c.dispatch(f)
+		v := c.frame(f, r)
+		srv.stats.answered(c.info.ID, r.status, n, vecLen(v))
+		if !c.write(v) || r.status.ClosesConn() {
+			return
+		}
+		// Keep unread bytes (pipelined frames) at the front of buf.
+		rest := len(c.buf) - n
+		if r.abandoned {
+			nb := make([]byte, rest, max(stdReadBuf, rest))
+			copy(nb, c.buf[n:])
+			c.buf = nb
+		} else {
+			copy(c.buf, c.buf[n:])
+			c.buf = c.buf[:rest]
+			if cap(c.buf) > stdKeepBuf && rest < stdReadBuf {
+				nb := make([]byte, rest, stdReadBuf)
+				copy(nb, c.buf)
+				c.buf = nb
+			}
+		}
+		if rest == 0 {
+			c.setBusy(false)
+		}
+	}
+}
+
+// fill reads until at least need more bytes are buffered. It applies the
+// idle timeout while no byte of a frame has arrived and the read timeout
+// after that. It reports false when the connection should close.
+func (c *stdConn) fill(need int) bool {
+	srv := c.srv
+	want := len(c.buf) + need
+	if want > cap(c.buf) {
+		nb := make([]byte, len(c.buf), max(want, 2*cap(c.buf)))
+		copy(nb, c.buf)
+		c.buf = nb
+	}
+	for len(c.buf) < want {
+		if len(c.buf) == 0 {
+			c.setBusy(false)
+			if srv.draining.Load() {
+				return false
+			}
+			c.setDeadline(srv.cfg.IdleTimeout)
+		} else {
+			c.setBusy(true)
+			c.setDeadline(srv.cfg.ReadTimeout)
+		}
+		m, err := c.nc.Read(c.buf[len(c.buf):cap(c.buf)])
+		c.buf = c.buf[:len(c.buf)+m]
+		if m > 0 {
+			c.setBusy(true)
+		}
+		if err != nil {
+			if len(c.buf) >= want {
+				return true
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if len(c.buf) == 0 && srv.draining.Load() {
+					return false
+				}
+				srv.log.Info("petrel: connection timed out", "conn", c.info.ID, "partial", len(c.buf) > 0)
+				return false
+			}
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				srv.log.Debug("petrel: read error", "conn", c.info.ID, "status", int(codec.StatusReadError), "err", err)
+			}
+			return false
+		}
+	}
+	return true
+}
+
+func (c *stdConn) setDeadline(d time.Duration) {
+	if d > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(d))
+	} else {
+		c.nc.SetReadDeadline(time.Time{})
+	}
+}
+
+// write sends an answer: small ones in one write from a reused buffer,
+// large ones with writev so the payload is not copied.
+func (c *stdConn) write(v [][]byte) bool {
+	var err error
+	if n := vecLen(v); n <= stdSmallAnswer {
+		c.out = c.out[:0]
+		for _, b := range v {
+			c.out = append(c.out, b...)
+		}
+		_, err = c.nc.Write(c.out)
+	} else {
+		c.vec = append(c.vec[:0], v...)
+		_, err = c.vec.WriteTo(c.nc)
+	}
+	if err != nil {
+		c.srv.log.Debug("petrel: write error", "conn", c.info.ID, "status", int(codec.StatusWriteError), "err", err)
+		return false
+	}
+	return true
+}

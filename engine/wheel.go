@@ -1,0 +1,101 @@
+package engine
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// noDeadline marks a connection that must not time out (a handler runs).
+const noDeadline = math.MaxInt64
+
+// wheel is a hashed timing wheel for the reactor's read and idle timeouts.
+// Connections store their deadline in an atomic (O(1) per event, no lock);
+// the wheel visits each connection only when the slot holding it comes
+// round, then expires it or re-files it under its current deadline. The
+// lock is taken when a connection opens and when the ticker sweeps, never
+// per request.
+type wheel struct {
+	mu      sync.Mutex   // guards slots, cur and curTime
+	slots   [][]*rconn   // connections filed by deadline
+	tick    int64        // slot width in nanoseconds
+	cur     int          // index of the slot for curTime
+	curTime int64        // start of the current slot, unix nanoseconds
+	now     atomic.Int64 // coarse clock, unix nanoseconds, updated by advance
+}
+
+func newWheel(tick time.Duration, slots int) *wheel {
+	now := time.Now().UnixNano()
+	w := &wheel{slots: make([][]*rconn, slots), tick: int64(tick), curTime: now}
+	w.now.Store(now)
+	return w
+}
+
+// add files rc under deadline dl.
+func (w *wheel) add(rc *rconn, dl int64) {
+	w.mu.Lock()
+	w.fileLocked(rc, dl)
+	w.mu.Unlock()
+}
+
+func (w *wheel) fileLocked(rc *rconn, dl int64) {
+	off := int64(1)
+	if dl != noDeadline && dl > w.curTime {
+		off = (dl-w.curTime)/w.tick + 1
+	} else if dl == noDeadline {
+		off = int64(len(w.slots) - 1)
+	}
+	if off >= int64(len(w.slots)) {
+		off = int64(len(w.slots) - 1)
+	}
+	i := (w.cur + int(off)) % len(w.slots)
+	w.slots[i] = append(w.slots[i], rc)
+}
+
+// advance moves the wheel to now, calling expire for each connection whose
+// deadline has passed. expire runs with the lock released.
+func (w *wheel) advance(now int64, expire func(*rconn)) {
+	w.now.Store(now)
+	var due []*rconn
+	w.mu.Lock()
+	for w.curTime+w.tick <= now {
+		w.cur = (w.cur + 1) % len(w.slots)
+		w.curTime += w.tick
+		list := w.slots[w.cur]
+		w.slots[w.cur] = nil
+		for _, rc := range list {
+			if rc.gone.Load() {
+				continue
+			}
+			if dl := rc.deadline.Load(); dl <= now {
+				due = append(due, rc)
+			} else {
+				w.fileLocked(rc, dl)
+			}
+		}
+		if now-w.curTime > int64(len(w.slots))*w.tick {
+			// The ticker stalled for longer than the wheel spans: jump.
+			w.curTime = now - w.tick
+		}
+	}
+	w.mu.Unlock()
+	for _, rc := range due {
+		expire(rc)
+	}
+}
+
+// all calls f for every connection filed in the wheel.
+func (w *wheel) all(f func(*rconn)) {
+	w.mu.Lock()
+	var list []*rconn
+	for _, s := range w.slots {
+		list = append(list, s...)
+	}
+	w.mu.Unlock()
+	for _, rc := range list {
+		if !rc.gone.Load() {
+			f(rc)
+		}
+	}
+}

@@ -1,0 +1,184 @@
+// Command server is the Petrel server users try first: an echo server with
+// a few demonstration handlers, on either engine.
+//
+//	go run ./examples/server -addr ADDR [-engine reactor|std] [-inline] [-hmac KEY]
+//	    [-max-payload N] [-max-conns N] [-read-timeout D] [-idle-timeout D]
+//	    [-tls-cert F -tls-key F [-tls-client-ca F]] [-debug HOST:PORT]
+//
+// Handlers: echo (payload back), time (RFC 3339 time now), fail (an error,
+// answered 500), panic (a panic, answered 500), sleep (sleeps for the Go
+// duration in the payload, then 200).
+//
+// Once ready it prints exactly one line, "listening on ADDR", to stdout. On
+// SIGINT or SIGTERM it shuts down gracefully and exits 0.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"expvar"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	_ "net/http/pprof"
+	"os"
+	"time"
+
+	"github.com/petrel-rpc/petrel/engine"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "server:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		addr        = flag.String("addr", "127.0.0.1:7777", "listen address: host:port, tcp://host:port or unix:///path")
+		engineKind  = flag.String("engine", "reactor", "engine: reactor or std")
+		inline      = flag.Bool("inline", false, "run handlers on the event loop (reactor engine)")
+		hmacKey     = flag.String("hmac", "", "HMAC key: verify requests and sign answers")
+		maxPayload  = flag.Uint("max-payload", 0, "payload limit in bytes (0: 4 MiB)")
+		maxConns    = flag.Int("max-conns", 0, "maximum concurrent connections (0: no limit)")
+		readTimeout = flag.Duration("read-timeout", 0, "time allowed for a partly received frame (0: 30s)")
+		idleTimeout = flag.Duration("idle-timeout", 0, "idle connection timeout (0: 5m)")
+		tlsCert     = flag.String("tls-cert", "", "TLS certificate file (PEM)")
+		tlsKey      = flag.String("tls-key", "", "TLS key file (PEM)")
+		tlsClientCA = flag.String("tls-client-ca", "", "require client certificates signed by this CA (PEM)")
+		debugAddr   = flag.String("debug", "", "serve expvar and pprof on this loopback HOST:PORT")
+		verbose     = flag.Bool("v", false, "log connections and other events at debug level")
+	)
+	flag.Parse()
+	if flag.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", flag.Args())
+	}
+	if *maxPayload > 0xFFFFFFFF {
+		return fmt.Errorf("-max-payload %d is over 4 GiB", *maxPayload)
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	cfg := engine.Config{
+		Addr:        *addr,
+		Engine:      engine.Kind(*engineKind),
+		Inline:      *inline,
+		MaxPayload:  uint32(*maxPayload),
+		MaxConns:    *maxConns,
+		ReadTimeout: *readTimeout,
+		IdleTimeout: *idleTimeout,
+		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		Handlers: map[string]engine.Handler{
+			"echo":  echo,
+			"time":  now,
+			"fail":  fail,
+			"panic": panicky,
+			"sleep": sleep,
+		},
+	}
+	if *hmacKey != "" {
+		cfg.HMACKey = []byte(*hmacKey)
+	}
+	if *tlsCert != "" || *tlsKey != "" {
+		tc, err := tlsConfig(*tlsCert, *tlsKey, *tlsClientCA)
+		if err != nil {
+			return err
+		}
+		cfg.TLS = tc
+	} else if *tlsClientCA != "" {
+		return errors.New("-tls-client-ca needs -tls-cert and -tls-key")
+	}
+	srv, err := engine.Listen(cfg)
+	if err != nil {
+		return err
+	}
+	if *debugAddr != "" {
+		if err := serveDebug(*debugAddr, srv); err != nil {
+			srv.Close()
+			return err
+		}
+	}
+	fmt.Printf("listening on %s\n", srv.AddrString())
+	err = srv.Wait()
+	if errors.Is(err, engine.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func echo(_ context.Context, req *engine.Request) (uint16, []byte, error) {
+	return 200, req.Payload, nil
+}
+
+func now(context.Context, *engine.Request) (uint16, []byte, error) {
+	return 200, []byte(time.Now().Format(time.RFC3339)), nil
+}
+
+func fail(context.Context, *engine.Request) (uint16, []byte, error) {
+	return 0, nil, errors.New("fail handler: failing as asked")
+}
+
+func panicky(context.Context, *engine.Request) (uint16, []byte, error) {
+	panic("panic handler: panicking as asked")
+}
+
+func sleep(ctx context.Context, req *engine.Request) (uint16, []byte, error) {
+	d, err := time.ParseDuration(string(req.Payload))
+	if err != nil {
+		return 0, nil, fmt.Errorf("sleep: %w", err)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return 200, nil, nil
+	case <-ctx.Done():
+		return 0, nil, ctx.Err()
+	}
+}
+
+func tlsConfig(certFile, keyFile, clientCA string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("TLS key pair: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCA != "" {
+		pem, err := os.ReadFile(clientCA)
+		if err != nil {
+			return nil, fmt.Errorf("client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client CA %s: no certificates found", clientCA)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+// serveDebug serves expvar (with the server's stats as "petrel") and pprof
+// on a loopback address.
+func serveDebug(addr string, srv *engine.Server) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("-debug: %w", err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("-debug %s: must be a loopback address", addr)
+	}
+	expvar.Publish("petrel", srv.Var())
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("-debug: %w", err)
+	}
+	go http.Serve(ln, nil)
+	return nil
+}
