@@ -47,6 +47,9 @@ type reactorTransport struct {
 	runDone chan struct{} // closed when gnet.Run returns
 	runErr  error         // gnet.Run's result; read after runDone
 
+	handshakes atomic.Int64   // TLS handshakes in progress
+	hsWG       sync.WaitGroup // TLS handshake goroutines
+
 	closed    chan struct{} // signalled (non-blocking) by OnClose
 	closeOnce sync.Once
 	closeErr  error
@@ -69,9 +72,6 @@ func newReactorTransport(srv *Server, network, address string) (*reactorTranspor
 		booted:  make(chan struct{}),
 		runDone: make(chan struct{}),
 		closed:  make(chan struct{}, 1),
-	}
-	if cfg.TLS != nil {
-		return nil, fmt.Errorf("%w: TLS is not yet supported on the reactor engine; use Engine: Std", ErrConfig)
 	}
 	t.tickD = tickFor(cfg.ReadTimeout, cfg.IdleTimeout)
 	t.wheel = newWheel(t.tickD, 512)
@@ -192,6 +192,9 @@ func (t *reactorTransport) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	rc.runFn = rc.run
 	rc.afterWriteFn = rc.afterAsyncWrite
 	rc.idle(t.wheel.now.Load())
+	if srv.cfg.TLS != nil {
+		t.openTLS(rc)
+	}
 	c.SetContext(rc)
 	srv.stats.open.Add(1)
 	srv.stats.total.Add(1)
@@ -213,6 +216,9 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 	rc.wmu.Unlock()
 	rc.gone.Store(true)
 	rc.ctx.cancel()
+	if rc.tls != nil {
+		rc.closeTLS()
+	}
 	if rc.state.Load() == stateIdle && rc.in != nil {
 		bytebufferpool.Put(rc.in)
 		rc.in = nil
@@ -232,6 +238,9 @@ func (t *reactorTransport) OnTraffic(c gnet.Conn) gnet.Action {
 	rc, ok := c.Context().(*rconn)
 	if !ok {
 		return gnet.Close
+	}
+	if rc.tls != nil {
+		return rc.processTLS()
 	}
 	if rc.state.Load() != stateIdle {
 		if rc.state.CompareAndSwap(stateBusy, stateBusyPending) || rc.state.Load() == stateBusyPending {
@@ -266,6 +275,7 @@ func (t *reactorTransport) close() error {
 		<-t.runDone
 		cancel()
 		<-stopped
+		t.hsWG.Wait()
 		if t.pool != nil {
 			_ = t.pool.ReleaseTimeout(5 * time.Second)
 		}
@@ -332,6 +342,7 @@ type rconn struct {
 	cur    codec.Frame                // the frame in flight (aliases in)
 	direct bool                       // the worker may write to fd itself
 	res    result
+	tls    *rtls // nil without TLS
 
 	runFn        func()             // rc.run, bound once
 	afterWriteFn gnet.AsyncCallback // rc.afterAsyncWrite, bound once
@@ -489,6 +500,10 @@ func (rc *rconn) run() {
 // handle runs the handler and writes the answer. Worker goroutine, state
 // busy.
 func (rc *rconn) handle() {
+	if rc.tls != nil {
+		rc.handleTLS()
+		return
+	}
 	srv := rc.srv
 	f := rc.cur
 	r := rc.dispatch(f)
