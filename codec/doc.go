@@ -15,7 +15,7 @@
 // read.
 //
 // [AppendFrame] encodes by appending to a caller's buffer, and
-// [AppendBuffers] encodes as a header, request, payload and MAC slices for
+// [Buffers.Frame] encodes as a header, request, payload and MAC slices for
 // vectored writes, so a large payload is never copied just to be framed.
 //
 // [MAC] signs and verifies payloads, reusing its hash state; it is not safe

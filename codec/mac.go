@@ -10,9 +10,9 @@ import (
 
 // MAC signs and verifies payloads with HMAC-SHA256 under one key, encoded
 // as 44 bytes of standard base64 (with padding), as the classic protocol
-// defines. It reuses its hash state, so Sign and Verify do not allocate; it
-// is therefore not safe for concurrent use: give each connection its own
-// (see [MAC.Clone]).
+// defines. It reuses its hash state, so [MAC.AppendSign] and [MAC.Verify]
+// do not allocate; it is therefore not safe for concurrent use: give each
+// connection its own (see [MAC.Clone]).
 type MAC struct {
 	key []byte
 	h   hash.Hash
