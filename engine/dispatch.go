@@ -72,22 +72,59 @@ var (
 )
 
 // session is the per-connection state both engines share with dispatch.
+// It is kept small: an idle reactor connection holds only this and gnet's
+// own state.
 type session struct {
 	srv  *Server
 	info ConnInfo
 	ctx  connContext
-	req  Request
-	mac  *codec.MAC // nil without HMAC; used by one goroutine at a time
-	bufs codec.Buffers
 }
 
 func (s *session) init(srv *Server) {
 	s.srv = srv
 	s.info.ID = srv.nextID.Add(1)
-	s.req.Conn = &s.info
-	if srv.mac != nil {
-		s.mac = srv.mac.Clone()
+}
+
+// exchange is the scratch state of one request: the Request handed to the
+// handler, the answer's header and MAC buffers, and a MAC with its own hash
+// state. The std engine keeps one per connection; the reactor takes one
+// from a pool per request, so idle connections do not hold one.
+type exchange struct {
+	req  Request
+	bufs codec.Buffers
+	mac  *codec.MAC // nil without HMAC
+
+	// Reactor only: the request in flight and its result.
+	rc    *rconn
+	cur   codec.Frame
+	res   result
+	runFn func() // x.run, bound once
+}
+
+func (s *Server) newExchange() *exchange {
+	x := &exchange{}
+	if s.mac != nil {
+		x.mac = s.mac.Clone()
 	}
+	x.runFn = x.run
+	return x
+}
+
+// getExchange takes an exchange from the server's pool.
+func (s *Server) getExchange() *exchange {
+	if x, ok := s.exchanges.Get().(*exchange); ok {
+		return x
+	}
+	return s.newExchange()
+}
+
+// putExchange returns x to the pool.
+func (s *Server) putExchange(x *exchange) {
+	x.req = Request{}
+	x.rc = nil
+	x.cur = codec.Frame{}
+	x.res = result{}
+	s.exchanges.Put(x)
 }
 
 // result is what dispatch decided to answer.
@@ -101,10 +138,10 @@ type result struct {
 
 // dispatch answers one verified frame. It runs on whichever goroutine the
 // engine runs handlers on. The returned payload may alias f.Payload.
-func (s *session) dispatch(f codec.Frame) result {
+func (s *session) dispatch(x *exchange, f codec.Frame) result {
 	srv := s.srv
-	if s.mac != nil {
-		if err := s.mac.Verify(f.Payload, f.MAC); err != nil {
+	if x.mac != nil {
+		if err := x.mac.Verify(f.Payload, f.MAC); err != nil {
 			return result{status: codec.StatusBadMAC, payload: reasonBadMAC}
 		}
 	}
@@ -124,11 +161,9 @@ func (s *session) dispatch(f codec.Frame) result {
 	if srv.cfg.HandlerTimeout > 0 && !srv.inlineHandlers {
 		return s.dispatchTimeout(e, f)
 	}
-	s.req.Name = e.name
-	s.req.Seq = f.Seq
-	s.req.Payload = f.Payload
-	st, p := s.call(&s.ctx, e, &s.req)
-	s.req.Payload = nil
+	x.req = Request{Name: e.name, Seq: f.Seq, Payload: f.Payload, Conn: &s.info}
+	st, p := s.call(&s.ctx, e, &x.req)
+	x.req = Request{}
 	return result{status: st, payload: p}
 }
 
@@ -181,27 +216,27 @@ func (s *session) dispatchTimeout(e entry, f codec.Frame) result {
 	}
 }
 
-// frame returns the answer to f as writev slices held in s.bufs. The
+// frame returns the answer to f as writev slices held in x.bufs. The
 // slices alias f.Request and r.payload.
-func (s *session) frame(f codec.Frame, r result) [][]byte {
-	v, err := s.bufs.Frame(codec.Frame{Status: r.status, Seq: f.Seq, Request: f.Request, Payload: r.payload}, s.mac)
+func (s *session) frame(x *exchange, f codec.Frame, r result) [][]byte {
+	v, err := x.bufs.Frame(codec.Frame{Status: r.status, Seq: f.Seq, Request: f.Request, Payload: r.payload}, x.mac)
 	if err != nil {
 		// Only a payload over 4 GiB can fail here: answer 501 instead.
 		s.srv.log.Error("petrel: cannot frame answer", "request", string(f.Request), "err", err)
-		v, _ = s.bufs.Frame(codec.Frame{Status: codec.StatusInternalError, Seq: f.Seq, Request: f.Request}, s.mac)
+		v, _ = x.bufs.Frame(codec.Frame{Status: codec.StatusInternalError, Seq: f.Seq, Request: f.Request}, x.mac)
 	}
 	return v
 }
 
 // refusal returns the answer to a frame refused from its header (402),
 // built from the header's seq and an empty request text.
-func (s *session) refusal(hdr []byte, err error) [][]byte {
+func (s *session) refusal(x *exchange, hdr []byte, err error) [][]byte {
 	h, _ := codec.ParseHeader(hdr)
 	reason := []byte(err.Error())
 	if le, ok := err.(*codec.LimitError); ok {
 		reason = []byte(le.Reason())
 	}
-	v, _ := s.bufs.Frame(codec.Frame{Status: codec.StatusOf(err), Seq: h.Seq, Payload: reason}, s.mac)
+	v, _ := x.bufs.Frame(codec.Frame{Status: codec.StatusOf(err), Seq: h.Seq, Payload: reason}, x.mac)
 	return v
 }
 

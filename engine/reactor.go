@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,8 @@ type reactorTransport struct {
 	runDone chan struct{} // closed when gnet.Run returns
 	runErr  error         // gnet.Run's result; read after runDone
 
+	afterWriteFn gnet.AsyncCallback // t.afterAsyncWrite, bound once
+
 	handshakes atomic.Int64   // TLS handshakes in progress
 	hsWG       sync.WaitGroup // TLS handshake goroutines
 
@@ -55,11 +58,19 @@ type reactorTransport struct {
 	closeErr  error
 }
 
+// defaultEventLoops is one event loop per physical core this process may
+// use. cpuid reports the machine's cores (in a VM, often the host's); the
+// scheduler's CPU count bounds it to what the process can actually run on.
 func defaultEventLoops() int {
-	if n := cpuid.CPU.PhysicalCores; n > 0 {
-		return n
+	usable := min(runtime.NumCPU(), runtime.GOMAXPROCS(0))
+	n := cpuid.CPU.PhysicalCores
+	if tpc := cpuid.CPU.ThreadsPerCore; n <= 0 || n > usable {
+		n = usable
+		if tpc > 1 {
+			n = max(1, usable/tpc)
+		}
 	}
-	return max(1, cpuid.CPU.LogicalCores)
+	return max(1, n)
 }
 
 func newReactorTransport(srv *Server, network, address string) (*reactorTransport, error) {
@@ -73,12 +84,13 @@ func newReactorTransport(srv *Server, network, address string) (*reactorTranspor
 		runDone: make(chan struct{}),
 		closed:  make(chan struct{}, 1),
 	}
+	t.afterWriteFn = t.afterAsyncWrite
 	t.tickD = tickFor(cfg.ReadTimeout, cfg.IdleTimeout)
 	t.wheel = newWheel(t.tickD, 512)
 	if !cfg.Inline {
 		workers := cfg.Workers
 		if workers == 0 {
-			workers = 256 * max(1, cpuid.CPU.LogicalCores)
+			workers = 256 * runtime.GOMAXPROCS(0)
 		}
 		p, err := ants.NewPool(workers, ants.WithNonblocking(true), ants.WithLogger(gnetLogger{srv.log}))
 		if err != nil {
@@ -189,8 +201,6 @@ func (t *reactorTransport) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if t.network == "unix" {
 		rc.info.PeerCred = peerCredFd(rc.fd)
 	}
-	rc.runFn = rc.run
-	rc.afterWriteFn = rc.afterAsyncWrite
 	rc.idle(t.wheel.now.Load())
 	if srv.cfg.TLS != nil {
 		t.openTLS(rc)
@@ -321,9 +331,10 @@ func (o *overflowQueue) pop() *rconn {
 // rconn is one reactor connection.
 //
 // Ownership: while state is stateIdle the event loop owns everything here;
-// while busy, the worker running the request owns session, in, cur and
-// vec, and the loop only reads state. wmu guards closed, and is held by a
-// worker for the duration of a direct write to fd.
+// while busy, the worker running the request owns in and x, and the loop
+// only reads state. wmu guards closed, and is held by a worker for the
+// duration of a direct write to fd. An idle connection holds no buffer and
+// no exchange: only this struct and gnet's.
 type rconn struct {
 	session
 	t  *reactorTransport
@@ -339,13 +350,9 @@ type rconn struct {
 
 	in     *bytebufferpool.ByteBuffer // frame bytes owned by this conn (partial or in flight)
 	want   int                        // total length of the frame accumulating in in, 0 if none
-	cur    codec.Frame                // the frame in flight (aliases in)
+	x      *exchange                  // the request in flight, nil when idle
 	direct bool                       // the worker may write to fd itself
-	res    result
-	tls    *rtls // nil without TLS
-
-	runFn        func()             // rc.run, bound once
-	afterWriteFn gnet.AsyncCallback // rc.afterAsyncWrite, bound once
+	tls    *rtls                      // nil without TLS
 }
 
 func (rc *rconn) idle(now int64) {
@@ -395,9 +402,11 @@ func (rc *rconn) process() gnet.Action {
 		}
 		f, n, need, err := codec.Parse(buf, rc.t.opts)
 		if err != nil {
-			v := rc.refusal(buf, err)
+			x := srv.getExchange()
+			v := rc.refusal(x, buf, err)
 			srv.stats.answered(rc.info.ID, codec.StatusOf(err), len(buf), vecLen(v))
 			c.Writev(v)
+			srv.putExchange(x)
 			return gnet.Close
 		}
 		if n == 0 {
@@ -440,15 +449,15 @@ func (rc *rconn) process() gnet.Action {
 func (rc *rconn) serve(f codec.Frame, n int, owned bool) (gnet.Action, bool) {
 	srv := rc.srv
 	c := rc.gc
+	x := srv.getExchange()
 	if rc.t.pool == nil {
-		r := rc.dispatch(f)
-		v := rc.frame(f, r)
+		r := rc.dispatch(x, f)
+		v := rc.frame(x, f, r)
 		srv.stats.answered(rc.info.ID, r.status, n, vecLen(v))
 		c.Writev(v)
+		srv.putExchange(x)
 		if owned {
-			if !r.abandoned {
-				bytebufferpool.Put(rc.in)
-			}
+			bytebufferpool.Put(rc.in)
 			rc.in = nil
 		}
 		if r.status.ClosesConn() {
@@ -456,7 +465,9 @@ func (rc *rconn) serve(f codec.Frame, n int, owned bool) (gnet.Action, bool) {
 		}
 		return gnet.None, false
 	}
-	rc.cur = f
+	x.rc = rc
+	x.cur = f
+	rc.x = x
 	rc.direct = c.OutboundBuffered() == 0
 	rc.deadline.Store(noDeadline)
 	rc.state.Store(stateBusy)
@@ -471,7 +482,7 @@ func (rc *rconn) serve(f codec.Frame, n int, owned bool) (gnet.Action, bool) {
 // is full the connection queues and the next worker to finish takes it.
 func (rc *rconn) submit() {
 	t := rc.t
-	if err := t.pool.Submit(rc.runFn); err == nil {
+	if err := t.pool.Submit(rc.x.runFn); err == nil {
 		return
 	} else if !errors.Is(err, ants.ErrPoolOverload) {
 		// The pool is closed: the server is stopping.
@@ -492,9 +503,10 @@ func (t *reactorTransport) drainOverflow() {
 
 // run is the worker pool task: serve the request, then any connections
 // that queued while the pool was full.
-func (rc *rconn) run() {
-	rc.handle()
-	rc.t.drainOverflow()
+func (x *exchange) run() {
+	t := x.rc.t
+	x.rc.handle()
+	t.drainOverflow()
 }
 
 // handle runs the handler and writes the answer. Worker goroutine, state
@@ -505,12 +517,13 @@ func (rc *rconn) handle() {
 		return
 	}
 	srv := rc.srv
-	f := rc.cur
-	r := rc.dispatch(f)
-	v := rc.frame(f, r)
+	x := rc.x
+	f := x.cur
+	r := rc.dispatch(x, f)
+	v := rc.frame(x, f, r)
 	total := vecLen(v)
 	srv.stats.answered(rc.info.ID, r.status, len(rc.in.B), total)
-	rc.res = r
+	x.res = r
 	if rc.direct && !r.status.ClosesConn() {
 		// Write straight to the socket: no wake of the event loop when the
 		// kernel takes the whole answer, which it almost always does.
@@ -534,7 +547,7 @@ func (rc *rconn) handle() {
 		}
 		v = skipBytes(v, max(n, 0))
 	}
-	if err := rc.gc.AsyncWritev(v, rc.afterWriteFn); err != nil {
+	if err := rc.gc.AsyncWritev(v, rc.t.afterWriteFn); err != nil {
 		rc.release()
 	}
 }
@@ -552,9 +565,16 @@ func skipBytes(v [][]byte, n int) [][]byte {
 }
 
 // afterAsyncWrite runs on the loop once gnet has taken an answer.
-func (rc *rconn) afterAsyncWrite(c gnet.Conn, err error) error {
+func (t *reactorTransport) afterAsyncWrite(c gnet.Conn, err error) error {
+	rc, ok := c.Context().(*rconn)
+	if !ok {
+		// Closed and released by gnet: the release in OnClose's
+		// absence happens here.
+		return nil
+	}
+	closes := rc.x != nil && rc.x.res.status.ClosesConn()
 	rc.release()
-	if err != nil || rc.res.status.ClosesConn() {
+	if err != nil || closes {
 		c.Close()
 		return nil
 	}
@@ -562,15 +582,21 @@ func (rc *rconn) afterAsyncWrite(c gnet.Conn, err error) error {
 	return nil
 }
 
-// release returns the request buffer to the pool, unless a timed-out
-// handler may still read it.
+// release returns the request buffer and the exchange to their pools,
+// unless a timed-out handler may still read them.
 func (rc *rconn) release() {
-	if rc.in != nil && !rc.res.abandoned {
+	x := rc.x
+	abandoned := x != nil && x.res.abandoned
+	if rc.in != nil && !abandoned {
 		bytebufferpool.Put(rc.in)
 	}
 	rc.in = nil
-	rc.cur = codec.Frame{}
-	rc.res = result{}
+	if x != nil {
+		rc.x = nil
+		if !abandoned {
+			rc.srv.putExchange(x)
+		}
+	}
 }
 
 // finish ends a request: the connection becomes idle, and the loop is woken

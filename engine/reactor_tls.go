@@ -295,26 +295,33 @@ func (rc *rconn) decodeTLS() gnet.Action {
 		if x.plain != nil && x.plainOff < len(x.plain.B) {
 			f, n, _, err := codec.Parse(x.plain.B[x.plainOff:], rc.t.opts)
 			if err != nil {
-				v := rc.refusal(x.plain.B[x.plainOff:], err)
+				ex := srv.getExchange()
+				v := rc.refusal(ex, x.plain.B[x.plainOff:], err)
 				srv.stats.answered(rc.info.ID, codec.StatusOf(err), len(x.plain.B)-x.plainOff, vecLen(v))
 				rc.writeTLS(v)
+				srv.putExchange(ex)
 				x.closeAfter.Store(true)
 				return gnet.None
 			}
 			if n > 0 {
 				x.plainOff += n
 				if rc.t.pool == nil {
-					r := rc.dispatch(f)
-					v := rc.frame(f, r)
+					ex := srv.getExchange()
+					r := rc.dispatch(ex, f)
+					v := rc.frame(ex, f, r)
 					srv.stats.answered(rc.info.ID, r.status, n, vecLen(v))
 					rc.writeTLS(v)
+					srv.putExchange(ex)
 					if r.status.ClosesConn() {
 						x.closeAfter.Store(true)
 						return gnet.None
 					}
 					continue
 				}
-				rc.cur = f
+				ex := srv.getExchange()
+				ex.rc = rc
+				ex.cur = f
+				rc.x = ex
 				rc.deadline.Store(noDeadline)
 				rc.state.Store(stateBusy)
 				rc.submit()
@@ -384,15 +391,19 @@ func (rc *rconn) writeTLS(v [][]byte) {
 // the connection back to the loop with one wake.
 func (rc *rconn) handleTLS() {
 	srv := rc.srv
-	f := rc.cur
-	r := rc.dispatch(f)
-	v := rc.frame(f, r)
-	srv.stats.answered(rc.info.ID, r.status, codec.Len(f, rc.mac != nil), vecLen(v))
+	ex := rc.x
+	f := ex.cur
+	r := rc.dispatch(ex, f)
+	v := rc.frame(ex, f, r)
+	srv.stats.answered(rc.info.ID, r.status, codec.Len(f, srv.mac != nil), vecLen(v))
 	rc.writeTLS(v)
 	if r.status.ClosesConn() {
 		rc.tls.closeAfter.Store(true)
 	}
-	rc.cur = codec.Frame{}
+	rc.x = nil
+	if !r.abandoned {
+		srv.putExchange(ex)
+	}
 	if r.abandoned && rc.tls.plain != nil {
 		// The timed-out handler may still read the plaintext buffer.
 		rest := append([]byte(nil), rc.tls.plain.B[rc.tls.plainOff:]...)

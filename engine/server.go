@@ -37,6 +37,7 @@ type Server struct {
 	stats          *counters
 	nextID         atomic.Uint64
 	draining       atomic.Bool // set when Shutdown or Close begins
+	exchanges      sync.Pool   // *exchange, for the reactor
 
 	t transport
 

@@ -159,6 +159,7 @@ func (t *stdTransport) close() error {
 // stdConn is one connection of the std engine, served by one goroutine.
 type stdConn struct {
 	session
+	x  *exchange
 	t  *stdTransport
 	nc net.Conn
 
@@ -216,13 +217,14 @@ func (c *stdConn) serve() {
 	}
 	srv.log.Debug("petrel: client connected", "conn", c.info.ID, "remote", c.info.RemoteAddr, "status", int(codec.StatusConnected))
 	opts := codec.Options{MaxPayload: srv.cfg.MaxPayload, MAC: srv.mac != nil}
+	c.x = srv.newExchange()
 	c.buf = make([]byte, 0, stdReadBuf)
 	for {
 		// Decode whatever is buffered; read more only when needed.
 		f, n, need, err := codec.Parse(c.buf, opts)
 		if err != nil {
 			c.setBusy(true)
-			v := c.refusal(c.buf, err)
+			v := c.refusal(c.x, c.buf, err)
 			srv.stats.answered(c.info.ID, codec.StatusOf(err), len(c.buf), vecLen(v))
 			c.write(v)
 			return
@@ -234,8 +236,8 @@ func (c *stdConn) serve() {
 			continue
 		}
 		c.setBusy(true)
-		r := c.dispatch(f)
-		v := c.frame(f, r)
+		r := c.dispatch(c.x, f)
+		v := c.frame(c.x, f, r)
 		srv.stats.answered(c.info.ID, r.status, n, vecLen(v))
 		if !c.write(v) || r.status.ClosesConn() {
 			return
