@@ -37,7 +37,7 @@ gobench:
 bench: gobench
 
 lint: vet
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
 clean:
 	$(GO) clean -testcache
