@@ -16,28 +16,7 @@ import (
 	"github.com/petrel-rpc/petrel/codec"
 )
 
-// TLS on the reactor
-//
-// crypto/tls wants a blocking net.Conn; gnet gives bytes on an event loop.
-// A tlsPipe sits between them. Its Read serves ciphertext the loop has fed
-// in; its Write queues ciphertext that only the loop writes to the socket.
-//
-// The handshake cannot be driven without blocking (crypto/tls makes any
-// handshake error permanent), so it runs on a goroutine of its own, started
-// when the connection's first bytes arrive (a silent client costs nothing),
-// bounded by Config.MaxHandshakes and Config.HandshakeTimeout. Its Read
-// blocks on a condition variable until the loop feeds bytes.
-//
-// Once the handshake is done the pipe stops blocking: Read returns a
-// temporary net.Error when it has nothing, which crypto/tls does not make
-// sticky after the handshake, and the loop decrypts records itself in
-// OnTraffic. No goroutine remains per established connection.
-//
-// Writes: crypto/tls fixes record sequence numbers under its write lock, so
-// all ciphertext goes through one ordered queue per connection, appended
-// under a mutex and flushed to the socket by the loop only, at the end of
-// each OnTraffic. A write from another goroutine (a worker's answer, the
-// handshake) schedules one coalesced Wake.
+// TLS on the reactor: see the package documentation for the design.
 
 // errWouldBlock is the pipe's "no bytes yet" after the handshake.
 var errWouldBlock = &wouldBlockError{}
