@@ -49,6 +49,10 @@ type reactorTransport struct {
 	runErr  error         // gnet.Run's result; read after runDone
 
 	afterWriteFn gnet.AsyncCallback // t.afterAsyncWrite, bound once
+	backlogLimit int                // most inbound bytes buffered behind a request in flight
+
+	stalledMu sync.Mutex // guards stalled
+	stalled   []*rconn   // connections not reading their answers, woken by OnTick
 
 	handshakes atomic.Int64   // TLS handshakes in progress
 	hsWG       sync.WaitGroup // TLS handshake goroutines
@@ -85,6 +89,7 @@ func newReactorTransport(srv *Server, network, address string) (*reactorTranspor
 		closed:  make(chan struct{}, 1),
 	}
 	t.afterWriteFn = t.afterAsyncWrite
+	t.backlogLimit = codec.HeaderLen + codec.MaxRequestLen + int(cfg.MaxPayload) + codec.MACLen + 64<<10
 	t.tickD = tickFor(cfg.ReadTimeout, cfg.IdleTimeout)
 	t.wheel = newWheel(t.tickD, 512)
 	if !cfg.Inline {
@@ -135,9 +140,9 @@ func newReactorTransport(srv *Server, network, address string) (*reactorTranspor
 }
 
 // tickFor picks the timing wheel's resolution: a tenth of the shortest
-// timeout, between 10 ms and 1 s.
+// timeout, between 10 ms and 100 ms.
 func tickFor(timeouts ...time.Duration) time.Duration {
-	d := time.Second
+	d := 100 * time.Millisecond
 	for _, to := range timeouts {
 		if to > 0 && to/10 < d {
 			d = to / 10
@@ -176,10 +181,32 @@ func sockaddrToTCP(sa unix.Sockaddr) *net.TCPAddr {
 	return &net.TCPAddr{}
 }
 
-// OnTick advances the timing wheel.
+// OnTick advances the timing wheel and looks again at connections whose
+// answers were not being read.
 func (t *reactorTransport) OnTick() (time.Duration, gnet.Action) {
 	t.wheel.advance(time.Now().UnixNano(), t.expire)
+	t.stalledMu.Lock()
+	stalled := t.stalled
+	t.stalled = nil
+	t.stalledMu.Unlock()
+	for _, rc := range stalled {
+		if !rc.gone.Load() {
+			rc.gc.Wake(nil)
+		}
+	}
 	return t.tickD, gnet.None
+}
+
+// outboundHighWater is how many unsent answer bytes a connection may have
+// queued before the reactor stops decoding its next frames.
+const outboundHighWater = 256 << 10
+
+// stall records a connection whose outbound queue is over the high-water
+// mark, to be woken on the next tick.
+func (t *reactorTransport) stall(rc *rconn) {
+	t.stalledMu.Lock()
+	t.stalled = append(t.stalled, rc)
+	t.stalledMu.Unlock()
 }
 
 func (t *reactorTransport) expire(rc *rconn) {
@@ -251,6 +278,14 @@ func (t *reactorTransport) OnTraffic(c gnet.Conn) gnet.Action {
 	}
 	if rc.tls != nil {
 		return rc.processTLS()
+	}
+	// gnet keeps reading while a request is in flight or answers are not
+	// being read; a client that floods pipelined frames is cut off before
+	// its backlog outgrows one maximal frame plus some slack.
+	if c.InboundBuffered() > t.backlogLimit {
+		t.srv.log.Warn("petrel: pipelined backlog over the limit; closing", "conn", rc.info.ID,
+			"backlog", c.InboundBuffered(), "limit", t.backlogLimit)
+		return gnet.Close
 	}
 	if rc.state.Load() != stateIdle {
 		if rc.state.CompareAndSwap(stateBusy, stateBusyPending) || rc.state.Load() == stateBusyPending {
@@ -377,6 +412,12 @@ func (rc *rconn) process() gnet.Action {
 	srv := rc.srv
 	c := rc.gc
 	for {
+		if c.OutboundBuffered() > outboundHighWater {
+			// The client is not reading its answers: serve nothing more
+			// until they drain; the ticker looks again.
+			rc.t.stall(rc)
+			return gnet.None
+		}
 		buf, _ := c.Peek(-1)
 		if rc.want > 0 {
 			// A frame is accumulating in rc.in: copy what arrived.
@@ -403,6 +444,7 @@ func (rc *rconn) process() gnet.Action {
 		f, n, need, err := codec.Parse(buf, rc.t.opts)
 		if err != nil {
 			x := srv.getExchange()
+			rc.logRefusal(err)
 			v := rc.refusal(x, buf, err)
 			srv.stats.answered(rc.info.ID, codec.StatusOf(err), len(buf), vecLen(v))
 			c.Writev(v)
@@ -441,6 +483,13 @@ func (rc *rconn) process() gnet.Action {
 			return act
 		}
 	}
+}
+
+// logRefusal reports a frame refused from its header.
+func (s *session) logRefusal(err error) {
+	st := codec.StatusOf(err)
+	s.srv.log.Log(context.Background(), st.Level(), "petrel: frame refused", "conn", s.info.ID,
+		"remote", s.info.RemoteAddr, "status", int(st), "err", err)
 }
 
 // serve answers frame f (n bytes). owned says f lives in rc.in. In inline

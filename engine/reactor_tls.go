@@ -63,6 +63,16 @@ func (p *tlsPipe) feed(b []byte) {
 	p.mu.Unlock()
 }
 
+// buffered returns the ciphertext bytes fed but not yet read.
+func (p *tlsPipe) buffered() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.in == nil {
+		return 0
+	}
+	return len(p.in.B) - p.inOff
+}
+
 // Read implements net.Conn for crypto/tls.
 func (p *tlsPipe) Read(b []byte) (int, error) {
 	p.mu.Lock()
@@ -211,6 +221,10 @@ func (rc *rconn) trafficTLS() gnet.Action {
 	t := rc.t
 	c := rc.gc
 	if buf, _ := c.Peek(-1); len(buf) > 0 {
+		if rc.state.Load() != stateIdle && x.pipe.buffered()+len(buf) > t.backlogLimit {
+			t.srv.log.Warn("petrel: pipelined backlog over the limit; closing", "conn", rc.info.ID)
+			return gnet.Close
+		}
 		x.pipe.feed(buf)
 		c.Discard(len(buf))
 		if !x.started {
@@ -270,10 +284,15 @@ func (rc *rconn) decodeTLS() gnet.Action {
 	x := rc.tls
 	srv := rc.srv
 	for {
+		if rc.gc.OutboundBuffered() > outboundHighWater {
+			rc.t.stall(rc)
+			return gnet.None
+		}
 		// Serve the frames already decrypted.
 		if x.plain != nil && x.plainOff < len(x.plain.B) {
 			f, n, _, err := codec.Parse(x.plain.B[x.plainOff:], rc.t.opts)
 			if err != nil {
+				rc.logRefusal(err)
 				ex := srv.getExchange()
 				v := rc.refusal(ex, x.plain.B[x.plainOff:], err)
 				srv.stats.answered(rc.info.ID, codec.StatusOf(err), len(x.plain.B)-x.plainOff, vecLen(v))
