@@ -1,0 +1,191 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// PoolConfig configures a [Pool].
+type PoolConfig struct {
+	// Config applies to every connection. Its Addr is used when Addrs is
+	// empty.
+	Config
+	// Addrs are the servers to spread connections over, in the forms of
+	// [Config.Addr]. Each new connection goes to the next address in turn;
+	// when dialing one fails, the others are tried before the call fails.
+	Addrs []string
+	// Size is the most connections the pool keeps open at once; 0 means
+	// runtime.GOMAXPROCS(0).
+	Size int
+}
+
+// Pool shares up to Size connections between any number of goroutines.
+// Connections are dialed lazily, when a call finds no idle one and the pool
+// is not full; a connection that broke (see [Client.Err]) is dropped and
+// replaced by a fresh one on a later call. A call waits for a free
+// connection no longer than its context allows.
+//
+// A call that was on a connection when it broke fails (the pool does not
+// retry, since the server may have run the request); only later calls get
+// the replacement. After a server restart, each idle connection therefore
+// fails one call.
+//
+// Its methods may be called from any goroutine.
+type Pool struct {
+	cfg   config   // shared settings; Addr unused
+	addrs []string // validated server addresses
+	next  atomic.Uint32
+	// slots holds one token per connection the pool may have: an idle
+	// client, or nil for a connection not dialed yet. A caller takes a
+	// token for the length of its call.
+	slots chan *Client
+	done  chan struct{} // closed by Close
+
+	mu     sync.Mutex // guards closed, and orders Close against put
+	closed bool
+}
+
+// NewPool returns a pool for cfg. It validates the configuration and the
+// addresses but dials nothing.
+func NewPool(cfg PoolConfig) (*Pool, error) {
+	addrs := cfg.Addrs
+	if len(addrs) == 0 {
+		addrs = []string{cfg.Addr}
+	}
+	addrs = append([]string(nil), addrs...)
+	for _, a := range addrs {
+		if _, _, err := splitAddr(a); err != nil {
+			return nil, err
+		}
+	}
+	rc, err := cfg.Config.resolve(false)
+	if err != nil {
+		return nil, err
+	}
+	size := cfg.Size
+	if size < 0 {
+		return nil, fmt.Errorf("%w: negative pool size", ErrConfig)
+	}
+	if size == 0 {
+		size = runtime.GOMAXPROCS(0)
+	}
+	p := &Pool{
+		cfg:   rc,
+		addrs: addrs,
+		slots: make(chan *Client, size),
+		done:  make(chan struct{}),
+	}
+	for range size {
+		p.slots <- nil
+	}
+	return p, nil
+}
+
+// Call is [Client.Call] on one of the pool's connections.
+func (p *Pool) Call(ctx context.Context, req string, payload []byte) (Response, error) {
+	return p.call(ctx, req, payload, nil, true)
+}
+
+// CallInto is [Client.CallInto] on one of the pool's connections.
+func (p *Pool) CallInto(ctx context.Context, req string, payload, dst []byte) (Response, error) {
+	return p.call(ctx, req, payload, dst, false)
+}
+
+func (p *Pool) call(ctx context.Context, req string, payload, dst []byte, fresh bool) (Response, error) {
+	if err := checkCall(req, payload, p.cfg.MaxPayload); err != nil {
+		return Response{}, err
+	}
+	var c *Client
+	select {
+	case <-p.done:
+		return Response{}, ErrClosed
+	case c = <-p.slots:
+	case <-ctx.Done():
+		return Response{}, ctx.Err()
+	}
+	select {
+	case <-p.done:
+		p.put(c)
+		return Response{}, ErrClosed
+	default:
+	}
+	if c != nil && c.Err() != nil {
+		c.Close()
+		c = nil
+	}
+	if c == nil {
+		var err error
+		if c, err = p.dial(ctx); err != nil {
+			p.put(nil)
+			return Response{}, err
+		}
+	}
+	resp, err := c.call(ctx, req, payload, dst, fresh)
+	if c.Err() != nil {
+		c.Close()
+		c = nil
+	}
+	p.put(c)
+	return resp, err
+}
+
+// dial connects to the next address in turn, trying the others if it fails.
+func (p *Pool) dial(ctx context.Context) (*Client, error) {
+	cfg := p.cfg.Config
+	first := int(p.next.Add(1)-1) % len(p.addrs)
+	var errs []error
+	for i := range p.addrs {
+		cfg.Addr = p.addrs[(first+i)%len(p.addrs)]
+		c, err := Dial(ctx, cfg)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil || errors.Is(err, ErrProtocolCheck) {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+// put returns a token: an idle client, or nil for a free slot.
+func (p *Pool) put(c *Client) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		if c != nil {
+			c.Close()
+		}
+		return
+	}
+	p.slots <- c // never blocks: a token was taken before
+}
+
+// Close closes the idle connections at once and the others as their calls
+// return; calls after Close fail with [ErrClosed]. A second Close returns
+// [net.ErrClosed].
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return net.ErrClosed
+	}
+	p.closed = true
+	close(p.done)
+	p.mu.Unlock()
+	for {
+		select {
+		case c := <-p.slots:
+			if c != nil {
+				c.Close()
+			}
+		default:
+			return nil
+		}
+	}
+}
