@@ -274,7 +274,7 @@ func (c *Client) call(ctx context.Context, req string, payload, dst []byte, fres
 		case fromCtx:
 			cause = context.DeadlineExceeded
 		default:
-			cause = fmt.Errorf("call timeout %v: %w", c.cfg.CallTimeout, err)
+			cause = fmt.Errorf("call timeout %v exceeded: %w", c.cfg.CallTimeout, err)
 		}
 	} else if errors.Is(err, io.EOF) {
 		cause = fmt.Errorf("server closed the connection: %w", err)

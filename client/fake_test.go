@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"crypto/tls"
 	"encoding/binary"
-	"errors"
 	"io"
 	"net"
 	"os"
@@ -278,9 +277,4 @@ func (fc *fakeConn) serveOne() bool {
 		return err == nil
 	}
 	return fc.answer(codec.StatusNoHandler, h.Seq, req, []byte("no handler for "+strconv.Quote(string(req))))
-}
-
-// isClosedConnErr reports whether err is what a closed connection gives.
-func isClosedConnErr(err error) bool {
-	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF)
 }
