@@ -143,12 +143,6 @@ func (es *engineServer) restart(t testing.TB) {
 			es.Server = srv
 			return
 		}
-		if es.cfg.Engine == engine.Reactor && errors.Is(err, syscall.EADDRINUSE) {
-			// Known engine issue, reported: the reactor's listener is
-			// opened without SO_REUSEADDR, so it cannot bind its port
-			// again while the closed connections sit in TIME_WAIT (60s).
-			t.Skipf("reactor cannot listen again on %s at once: %v", es.cfg.Addr, err)
-		}
 		if time.Now().After(deadline) {
 			t.Fatalf("listening again on %s: %v", es.cfg.Addr, err)
 		}

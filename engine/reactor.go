@@ -116,6 +116,7 @@ func newReactorTransport(srv *Server, network, address string) (*reactorTranspor
 			gnet.WithTicker(true),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReusePort(false),
+			gnet.WithReuseAddr(true), // rebind at once after a restart, as net.Listen does
 			gnet.WithLogger(gnetLogger{srv.log}),
 		)
 	}()

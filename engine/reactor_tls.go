@@ -338,7 +338,8 @@ func (rc *rconn) decodeTLS() gnet.Action {
 			x.plainOff = 0
 		}
 		if cap(x.plain.B)-len(x.plain.B) < tlsReadChunk {
-			nb := make([]byte, len(x.plain.B), len(x.plain.B)+2*tlsReadChunk)
+			// Grow geometrically: a large frame arrives a record at a time.
+			nb := make([]byte, len(x.plain.B), max(2*cap(x.plain.B), len(x.plain.B)+2*tlsReadChunk))
 			copy(nb, x.plain.B)
 			x.plain.B = nb
 		}
