@@ -4,7 +4,7 @@ PKGS      := ./...
 FUZZTIME  ?= 3s
 LONGFUZZ  ?= 60s
 # package:FuzzTarget pairs run by `make test` (briefly) and `make fuzz` (long).
-FUZZ      := ./codec:FuzzParse ./codec:FuzzRoundTrip
+FUZZ      := ./codec:FuzzParse ./codec:FuzzRoundTrip ./internal/reliability:FuzzServerStream
 
 .PHONY: all build test vet race fuzz-short fuzz bench gobench lint soak clean
 
@@ -34,10 +34,16 @@ fuzz:
 gobench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
-bench: gobench
+# The benchmark suite: table on stdout, bench-results/results.json, charts.
+bench:
+	$(GO) run ./bench/cmd/petrel-bench -out bench-results
 
 lint: vet
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
 clean:
 	$(GO) clean -testcache
+
+# About 5 minutes of mixed load with random faults against every engine.
+soak:
+	$(GO) run ./internal/soak -duration 5m -warmup 30s

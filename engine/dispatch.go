@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -183,11 +184,22 @@ func (s *session) call(ctx context.Context, e entry, req *Request) (st codec.Sta
 		}
 		return codec.StatusHandlerError, reasonHandlerError
 	}
+	if uint64(len(payload)) > maxAnswerPayload {
+		// The length field cannot hold it: answer 501 (and close) here,
+		// so that the status the engines act on and count is the one
+		// sent.
+		s.srv.log.Error("petrel: answer payload over 4 GiB", "request", e.name, "conn", s.info.ID,
+			"status", int(codec.StatusInternalError), "len", uint64(len(payload)))
+		return codec.StatusInternalError, nil
+	}
 	if code == 0 {
 		code = uint16(codec.StatusOK)
 	}
 	return codec.Status(code), payload
 }
+
+// maxAnswerPayload is the longest payload a frame's length field holds.
+const maxAnswerPayload = 0xFFFFFFFF
 
 // dispatchTimeout runs the handler on its own goroutine under the server's
 // handler timeout. On timeout the handler's context is cancelled, 503 is
@@ -210,10 +222,22 @@ func (s *session) dispatchTimeout(e entry, f codec.Frame) result {
 	case a := <-done:
 		return result{status: a.st, payload: a.p}
 	case <-ctx.Done():
+	}
+	// A result that raced the context still wins.
+	select {
+	case a := <-done:
+		return result{status: a.st, payload: a.p}
+	default:
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		s.srv.log.Error("petrel: handler timed out", "request", e.name, "conn", s.info.ID,
 			"timeout", s.srv.cfg.HandlerTimeout)
-		return result{status: codec.StatusHandlerTimeout, payload: reasonTimeout, abandoned: true}
+	} else {
+		// The connection closed under the handler: nobody is left to
+		// answer, and nothing timed out.
+		s.srv.log.Debug("petrel: connection closed while its handler ran", "request", e.name, "conn", s.info.ID)
 	}
+	return result{status: codec.StatusHandlerTimeout, payload: reasonTimeout, abandoned: true}
 }
 
 // frame returns the answer to f as writev slices held in x.bufs. The

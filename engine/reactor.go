@@ -43,6 +43,8 @@ type reactorTransport struct {
 	wheel    *wheel
 	tickD    time.Duration
 	overflow overflowQueue
+	spilling atomic.Bool    // a spill goroutine drains overflow
+	spillWG  sync.WaitGroup // spill goroutines
 
 	booted  chan struct{} // closed by OnBoot
 	runDone chan struct{} // closed when gnet.Run returns
@@ -322,6 +324,7 @@ func (t *reactorTransport) close() error {
 		cancel()
 		<-stopped
 		t.hsWG.Wait()
+		t.spillWG.Wait()
 		if t.pool != nil {
 			_ = t.pool.ReleaseTimeout(5 * time.Second)
 		}
@@ -438,6 +441,13 @@ func (rc *rconn) process() gnet.Action {
 		if len(buf) == 0 {
 			rc.idle(rc.t.wheel.now.Load())
 			if srv.draining.Load() {
+				if c.OutboundBuffered() > 0 {
+					// gnet's close sends only what the socket takes at
+					// once: let the answer drain first; the ticker
+					// looks again.
+					rc.t.stall(rc)
+					return gnet.None
+				}
 				return gnet.Close
 			}
 			return gnet.None
@@ -504,8 +514,13 @@ func (rc *rconn) serve(f codec.Frame, n int, owned bool) (gnet.Action, bool) {
 		r := rc.dispatch(x, f)
 		v := rc.frame(x, f, r)
 		srv.stats.answered(rc.info.ID, r.status, n, vecLen(v))
-		c.Writev(v)
+		_, werr := c.Writev(v)
 		srv.putExchange(x)
+		if werr != nil {
+			// gnet has closed the connection inside Writev: OnClose ran
+			// and released rc.in. Touch nothing of it any more.
+			return gnet.None, true
+		}
 		if owned {
 			bytebufferpool.Put(rc.in)
 			rc.in = nil
@@ -542,7 +557,33 @@ func (rc *rconn) submit() {
 	t.overflow.push(rc)
 	// A worker that was busy when Submit failed drains the queue when it
 	// finishes; try once more in case all of them finished meanwhile.
-	_ = t.pool.Submit(t.drainOverflow)
+	if t.pool.Submit(t.drainOverflow) != nil {
+		// A worker that has just found the queue empty may not be back
+		// in the pool yet, so nothing would ever drain rc: drain on a
+		// goroutine of our own (one at a time, waited for by close).
+		t.spill()
+	}
+}
+
+// spill drains the overflow queue on a goroutine outside the pool, unless
+// one already does. Loop goroutine only (close waits on spillWG after the
+// loops have stopped).
+func (t *reactorTransport) spill() {
+	if !t.spilling.CompareAndSwap(false, true) {
+		return
+	}
+	t.spillWG.Add(1)
+	go func() {
+		defer t.spillWG.Done()
+		for {
+			t.drainOverflow()
+			t.spilling.Store(false)
+			// A push after our last pop whose spill found us still running.
+			if t.overflow.n.Load() == 0 || !t.spilling.CompareAndSwap(false, true) {
+				return
+			}
+		}
+	}()
 }
 
 func (t *reactorTransport) drainOverflow() {

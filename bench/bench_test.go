@@ -1,0 +1,333 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/petrel-rpc/petrel/codec"
+)
+
+// childEnv marks a test binary started as the server role.
+const childEnv = "PETREL_BENCH_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		// The server role: this test binary serves the test systems.
+		if err := ServeMain(os.Args[1:], testSystems(), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m,
+		// gnet's pkg/pool/goroutine starts a global ants pool in init().
+		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
+		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"))
+}
+
+// testSystems is the real systems plus the broken test doubles.
+func testSystems() []System {
+	return append(Systems(),
+		System{
+			Name:     "broken-payload",
+			Doc:      "test double: flips a payload bit in the 50th answer on each connection",
+			Protocol: ProtoPetrel,
+			Serve:    serveBroken(func(n int, f *codec.Frame) { corruptAt(n, 50, f) }),
+		},
+		System{
+			Name:     "broken-first",
+			Doc:      "test double: flips a payload bit in every connection's first echo",
+			Protocol: ProtoPetrel,
+			Serve:    serveBroken(func(n int, f *codec.Frame) { corruptAt(n, 1, f) }),
+		},
+	)
+}
+
+func corruptAt(n, at int, f *codec.Frame) {
+	if n == at && len(f.Payload) > 0 {
+		f.Payload[len(f.Payload)-1] ^= 0x10
+	}
+}
+
+// testCommand starts this test binary in the server role.
+func testCommand(t testing.TB) func(args []string) *exec.Cmd {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(args []string) *exec.Cmd {
+		cmd := exec.Command(exe, args...)
+		// A race-enabled child would otherwise sleep 1 s at exit.
+		cmd.Env = append(os.Environ(), childEnv+"=1", "GORACE=atexit_sleep_ms=0")
+		return cmd
+	}
+}
+
+func pick(t testing.TB, names ...string) []System {
+	t.Helper()
+	s, err := SelectSystems(testSystems(), strings.Join(names, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func tiny(name string, conns, payload int) Scenario {
+	return Scenario{Name: name, Conns: conns, Payload: payload, Warmup: 20 * time.Millisecond, Duration: 120 * time.Millisecond, Repeats: 1}
+}
+
+// TestSuiteEndToEnd runs a tiny suite on every kind of system and scenario
+// and checks the report, the table, the JSON, the charts and -compare.
+func TestSuiteEndToEnd(t *testing.T) {
+	names := []string{"floor-std", "floor-gnet", "net-rpc", "grpc"}
+	for _, s := range engineSystems() {
+		if s.Unavailable == "" {
+			names = append(names, s.Name)
+		}
+	}
+	ladder := tiny("c4-64B", 4, 64)
+	ladder.ConnLadder, ladder.Repeats = true, 2
+	one := tiny("c1-64B", 1, 64)
+	one.ConnLadder = true
+	unix := tiny("unix-c2", 2, 64)
+	unix.Unix = true
+	hm := tiny("hmac-c2", 2, 64)
+	hm.HMAC = true
+	tl := tiny("tls-c2", 2, 64)
+	tl.TLS = true
+	mix := tiny("slowmix-c4", 4, 64)
+	mix.SlowShare, mix.Slow = 0.2, time.Millisecond
+	idle := Scenario{Name: "idle-100", Conns: 100, Payload: 64, Idle: true, Repeats: 1}
+	// Large enough for frames split over many reads and vectored writes;
+	// small enough for race-instrumented servers (50 ms of CPU per MiB).
+	big := tiny("c2-256KiB", 2, 256<<10)
+	big.Duration = 400 * time.Millisecond
+	scs := []Scenario{one, ladder, big, unix, hm, tl, mix, idle}
+
+	rep, err := Run(context.Background(), Options{Systems: pick(t, names...), Scenarios: scs, Command: testCommand(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sr := range rep.Scenarios {
+		for _, res := range sr.Results {
+			s := pick(t, res.System)[0]
+			if why := s.why(sr.Scenario); why != "" {
+				if res.Skipped == "" || res.Samples != nil {
+					t.Errorf("%s/%s: ran, want skipped (%s)", sr.Scenario.Name, res.System, why)
+				}
+				continue
+			}
+			if len(res.Samples) != sr.Scenario.Repeats {
+				t.Errorf("%s/%s: %d samples, want %d", sr.Scenario.Name, res.System, len(res.Samples), sr.Scenario.Repeats)
+				continue
+			}
+			for _, smp := range res.Samples {
+				if sr.Scenario.Idle {
+					if smp.Conns != 100 || smp.RSSBytes <= 0 {
+						t.Errorf("%s/%s: idle sample %+v", sr.Scenario.Name, res.System, smp)
+					}
+				} else if smp.Requests <= 0 || smp.Throughput <= 0 || smp.P50us <= 0 || smp.P999us < smp.P50us || smp.CPUusPerReq <= 0 {
+					t.Errorf("%s/%s: sample %+v", sr.Scenario.Name, res.System, smp)
+				}
+			}
+		}
+	}
+	if rep.Baseline == "" {
+		t.Fatal("no baseline chosen")
+	}
+
+	var table bytes.Buffer
+	rep.WriteTable(&table)
+	for _, want := range []string{"c4-64B", "idle-100", "floor-gnet", "grpc", "RSS B/conn", "×" + rep.Baseline, "skipped: floor-gnet (no tls"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+
+	dir := t.TempDir()
+	path := filepath.Join(dir, "results.json")
+	if err := rep.WriteJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	back, err := LoadReport(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Scenarios) != len(scs) || back.Machine.GoVersion == "" || back.Machine.LogicalCores == 0 {
+		t.Errorf("JSON round trip lost data: %d scenarios, machine %+v", len(back.Scenarios), back.Machine)
+	}
+	files, err := rep.WriteCharts(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"throughput-vs-conns.svg", "latency-c4-64B.png", "memory-per-conn.svg"} {
+		found := false
+		for _, f := range files {
+			if filepath.Base(f) == want {
+				fi, err := os.Stat(f)
+				found = err == nil && fi.Size() > 1000
+			}
+		}
+		if !found {
+			t.Errorf("chart %s missing or empty among %v", want, files)
+		}
+	}
+	var cmp bytes.Buffer
+	Compare(&cmp, back, rep)
+	if !strings.Contains(cmp.String(), "c4-64B") || !strings.Contains(cmp.String(), "+0%") {
+		t.Errorf("comparing a report with itself:\n%s", cmp.String())
+	}
+}
+
+// TestBrokenSystemFailsTheRun proves that a wrong answer stops the run
+// with an error naming the system and the scenario, in load and idle
+// scenarios alike.
+func TestBrokenSystemFailsTheRun(t *testing.T) {
+	cases := []struct {
+		system string
+		sc     Scenario
+	}{
+		{"broken-payload", tiny("c2-64B", 2, 64)},
+		{"broken-payload", tiny("c1-16KiB", 1, 16<<10)},
+		{"broken-first", Scenario{Name: "idle-10", Conns: 10, Payload: 64, Idle: true, Repeats: 1}},
+	}
+	for _, c := range cases {
+		t.Run(c.system+"/"+c.sc.Name, func(t *testing.T) {
+			rep, err := Run(context.Background(), Options{
+				Systems:   pick(t, "floor-std", c.system),
+				Scenarios: []Scenario{c.sc},
+				Command:   testCommand(t),
+			})
+			if err == nil {
+				t.Fatalf("run succeeded with a broken system: %+v", rep)
+			}
+			var wa *WrongAnswerError
+			if !errors.As(err, &wa) {
+				t.Fatalf("error %v is not a *WrongAnswerError", err)
+			}
+			if wa.System != c.system || wa.Scenario != c.sc.Name {
+				t.Errorf("error names %s/%s, want %s/%s", wa.System, wa.Scenario, c.system, c.sc.Name)
+			}
+			msg := err.Error()
+			for _, want := range []string{"WRONG ANSWER", c.system, c.sc.Name, "payload differs at byte"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("message %q lacks %q", msg, want)
+				}
+			}
+		})
+	}
+}
+
+// TestUnknownSystemInServerRole: a server role that cannot start fails the
+// run with an error naming the system and the server's reason.
+func TestUnknownSystemInServerRole(t *testing.T) {
+	_, err := Run(context.Background(), Options{
+		Systems:   []System{{Name: "no-such-system", Protocol: ProtoPetrel}},
+		Scenarios: []Scenario{tiny("c1", 1, 8)},
+		Command:   testCommand(t),
+	})
+	var pe *PointError
+	if !errors.As(err, &pe) || pe.System != "no-such-system" || !strings.Contains(err.Error(), "unknown system") {
+		t.Fatalf("got %v, want a PointError naming the system and saying why", err)
+	}
+}
+
+// TestFrameReader checks the load client's reader against frames that
+// arrive a byte at a time and several to a read.
+func TestFrameReader(t *testing.T) {
+	var stream []byte
+	var want [][]byte
+	for i := range 5 {
+		p := bytes.Repeat([]byte{byte(i)}, i*3000)
+		want = append(want, p)
+		stream, _ = codec.AppendFrame(stream, codec.Frame{Seq: uint32(i), Request: []byte("echo"), Payload: p}, nil)
+	}
+	for _, mode := range []string{"all", "onebyte"} {
+		var src io.Reader = bytes.NewReader(stream)
+		if mode == "onebyte" {
+			src = iotest.OneByteReader(src)
+		}
+		var fr frameReader
+		for i, w := range want {
+			f, err := fr.next(src, codec.Options{})
+			if err != nil {
+				t.Fatalf("%s frame %d: %v", mode, i, err)
+			}
+			if f.Seq != uint32(i) || !bytes.Equal(f.Payload, w) {
+				t.Fatalf("%s frame %d: seq %d, %d payload bytes", mode, i, f.Seq, len(f.Payload))
+			}
+		}
+		if _, err := fr.next(src, codec.Options{}); err != io.EOF {
+			t.Fatalf("%s: after the last frame got %v, want EOF", mode, err)
+		}
+	}
+}
+
+// serveBroken is a goroutine-per-connection Petrel server that answers
+// PROTOCHECK correctly and passes the n-th echo answer on each connection
+// (counting from 1) through corrupt before writing it.
+func serveBroken(corrupt func(n int, f *codec.Frame)) func(context.Context, ServeConfig) (Server, error) {
+	return func(_ context.Context, c ServeConfig) (Server, error) {
+		ln, err := listen(c.Addr, c.TLS)
+		if err != nil {
+			return nil, err
+		}
+		b := &brokenServer{ln: ln}
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				b.wg.Add(1)
+				go func() {
+					defer b.wg.Done()
+					defer conn.Close()
+					var fr frameReader
+					var out []byte
+					for n := 0; ; {
+						f, err := fr.next(conn, codec.Options{})
+						if err != nil {
+							return
+						}
+						a := codec.Frame{Status: codec.StatusOK, Seq: f.Seq, Request: f.Request, Payload: f.Payload}
+						if string(f.Request) == codec.ProtoCheck {
+							a.Payload = protoVersion
+						} else {
+							n++
+							corrupt(n, &a)
+						}
+						if writeFrame(conn, &out, a, nil) != nil {
+							return
+						}
+					}
+				}()
+			}
+		}()
+		return b, nil
+	}
+}
+
+type brokenServer struct {
+	ln net.Listener
+	wg sync.WaitGroup
+}
+
+func (b *brokenServer) Addr() string { return lnAddr(b.ln) }
+func (b *brokenServer) Close() error { return b.ln.Close() }

@@ -1,0 +1,332 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Sample is one measurement of one system in one scenario.
+type Sample struct {
+	Repeat int `json:"repeat"`
+	// Load scenarios.
+	Requests     int64   `json:"requests,omitempty"`       // answers verified in the measured window
+	Seconds      float64 `json:"seconds,omitempty"`        // the measured window
+	Throughput   float64 `json:"throughput,omitempty"`     // requests per second
+	P50us        float64 `json:"p50_us,omitempty"`         // latency percentiles, microseconds
+	P99us        float64 `json:"p99_us,omitempty"`         //
+	P999us       float64 `json:"p999_us,omitempty"`        //
+	CPUusPerReq  float64 `json:"cpu_us_per_req,omitempty"` // server CPU (user+system) per request
+	AllocsPerReq float64 `json:"allocs_per_req"`           // server heap allocations per request
+	// Both.
+	RSSBytes   int64 `json:"rss_bytes"`  // server RSS at the end
+	Goroutines int   `json:"goroutines"` // server goroutines at the end
+	// Idle scenarios.
+	Conns             int     `json:"conns,omitempty"`
+	RSSPerConn        float64 `json:"rss_per_conn_bytes,omitempty"`
+	HeapPerConn       float64 `json:"heap_per_conn_bytes,omitempty"`
+	GoroutinesPerConn float64 `json:"goroutines_per_conn,omitempty"`
+	// What else the machine did during a load point, in CPUs: other
+	// processes (beyond the server and the load generator) and hypervisor
+	// steal. Anything much above zero disturbs the figures.
+	OtherCPUs      float64 `json:"other_cpus"`
+	StealCPUs      float64 `json:"steal_cpus"`
+	ConnectSeconds float64 `json:"connect_seconds,omitempty"`
+}
+
+// Histogram range: 1 ns to 60 s, three significant figures.
+const (
+	histMin, histMax, histSig = 1, int64(60 * time.Second), 3
+	maxShards                 = 64
+)
+
+// shard is a latency histogram shared by a few workers.
+type shard struct {
+	mu sync.Mutex // guards h
+	h  *hdrhistogram.Histogram
+}
+
+// failure records the first error of a point; later ones are dropped.
+type failure struct {
+	once sync.Once
+	err  error
+	ch   chan struct{} // closed on the first error
+}
+
+func newFailure() *failure { return &failure{ch: make(chan struct{})} }
+
+func (f *failure) set(err error) {
+	f.once.Do(func() { f.err = err; close(f.ch) })
+}
+
+// dialAll opens n connections of protocol p, 32 at a time, and calls use on
+// each. On failure it closes those it opened.
+func dialAll(ctx context.Context, p Protocol, d dialConfig, n int, use func(i int, c caller) error) ([]caller, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	callers := make([]caller, n)
+	dial := dialer(p)
+	fl := newFailure()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(n, 32) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				c, err := dial(ctx, d)
+				if err == nil {
+					callers[i] = c
+					if use != nil {
+						err = use(i, c)
+					}
+				}
+				if err != nil {
+					fl.set(fmt.Errorf("connection %d of %d: %w", i, n, err))
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if fl.err != nil {
+		closeAll(callers)
+		return nil, fl.err
+	}
+	if err := ctx.Err(); err != nil {
+		closeAll(callers)
+		return nil, err
+	}
+	return callers, nil
+}
+
+func closeAll(cs []caller) {
+	for _, c := range cs {
+		if c != nil {
+			c.close()
+		}
+	}
+}
+
+// verify checks an answer against its request.
+func verify(s System, sc Scenario, conn int, req int64, got, want []byte) error {
+	if bytes.Equal(got, want) {
+		return nil
+	}
+	detail := fmt.Sprintf("answer has %d bytes, the request had %d", len(got), len(want))
+	if len(got) == len(want) {
+		for i := range got {
+			if got[i] != want[i] {
+				detail = fmt.Sprintf("payload differs at byte %d of %d: got %#02x, want %#02x", i, len(want), got[i], want[i])
+				break
+			}
+		}
+	}
+	return &WrongAnswerError{System: s.Name, Scenario: sc.Name, Conn: conn, Request: req, Detail: detail}
+}
+
+// fillPayload fills b with bytes that depend on conn, so that answers meant
+// for another connection would be caught.
+func fillPayload(b []byte, conn int) {
+	rng := rand.New(rand.NewPCG(uint64(conn)+1, 0x9e3779b97f4a7c15))
+	for i := 0; i+8 <= len(b); i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], rng.Uint64())
+	}
+	for i := len(b) &^ 7; i < len(b); i++ {
+		b[i] = byte(rng.Uint32())
+	}
+}
+
+// stamp writes the connection and request number into the payload's first
+// bytes, so that a stale or misrouted answer differs from the request.
+func stamp(b []byte, conn int, n int64) {
+	if len(b) >= 8 {
+		binary.LittleEndian.PutUint64(b, uint64(n)<<20|uint64(conn&0xFFFFF))
+	}
+}
+
+// load runs sc's synchronous load against the child and measures it.
+func (r *runner) load(ctx context.Context, c *child, s System, sc Scenario, d dialConfig) (Sample, error) {
+	callers, err := dialAll(ctx, s.Protocol, d, sc.Conns, nil)
+	if err != nil {
+		return Sample{}, err
+	}
+	defer closeAll(callers)
+	deadline := time.Now().Add(sc.Warmup + sc.Duration + time.Minute)
+	for _, cl := range callers {
+		cl.setDeadline(deadline)
+	}
+	shards := make([]*shard, min(len(callers), maxShards))
+	for i := range shards {
+		shards[i] = &shard{h: hdrhistogram.New(histMin, histMax, histSig)}
+	}
+	const (
+		warming = iota
+		measuring
+		stopping
+	)
+	var phase atomic.Int32
+	fl := newFailure()
+	var wg sync.WaitGroup
+	for i, cl := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sh := shards[i%len(shards)]
+			rng := rand.New(rand.NewPCG(uint64(i), 42))
+			payload := make([]byte, sc.Payload)
+			fillPayload(payload, i)
+			for n := int64(1); ; n++ {
+				ph := phase.Load()
+				if ph == stopping {
+					return
+				}
+				stamp(payload, i, n)
+				req := reqEcho
+				if sc.SlowShare > 0 && rng.Float64() < sc.SlowShare {
+					req = reqSleep
+				}
+				t0 := time.Now()
+				got, err := cl.call(req, payload)
+				lat := time.Since(t0)
+				if err != nil {
+					fl.set(fmt.Errorf("connection %d, request %d (%s): %w", i, n, req, err))
+					phase.Store(stopping)
+					return
+				}
+				if err := verify(s, sc, i, n, got, payload); err != nil {
+					fl.set(err)
+					phase.Store(stopping)
+					return
+				}
+				if ph == measuring && phase.Load() == measuring {
+					sh.mu.Lock()
+					sh.h.RecordValue(int64(lat))
+					sh.mu.Unlock()
+				}
+			}
+		}()
+	}
+	finish := func(err error) (Sample, error) {
+		phase.Store(stopping)
+		wg.Wait()
+		if fl.err != nil {
+			return Sample{}, fl.err
+		}
+		return Sample{}, err
+	}
+	// wait sleeps for d, the length of a phase, unless the point fails.
+	wait := func(d time.Duration) error {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return nil
+		case <-fl.ch:
+			return fl.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := wait(sc.Warmup); err != nil {
+		return finish(err)
+	}
+	before, err := c.stats(ctx, false)
+	if err != nil {
+		return finish(err)
+	}
+	m0 := readCPUTimes()
+	t0 := time.Now()
+	phase.Store(measuring)
+	if err := wait(sc.Duration); err != nil {
+		return finish(err)
+	}
+	phase.Store(stopping)
+	t1 := time.Now()
+	m1 := readCPUTimes()
+	after, err := c.stats(ctx, false)
+	if err != nil {
+		return finish(err)
+	}
+	wg.Wait()
+	if fl.err != nil {
+		return Sample{}, fl.err
+	}
+	h := hdrhistogram.New(histMin, histMax, histSig)
+	for _, sh := range shards {
+		h.Merge(sh.h)
+	}
+	n := h.TotalCount()
+	if n == 0 {
+		return Sample{}, fmt.Errorf("no request completed in %v", sc.Duration)
+	}
+	secs := t1.Sub(t0).Seconds()
+	other, steal := others(m0, m1, after.CPUSeconds-before.CPUSeconds, secs)
+	return Sample{
+		OtherCPUs:    other,
+		StealCPUs:    steal,
+		Requests:     n,
+		Seconds:      secs,
+		Throughput:   float64(n) / secs,
+		P50us:        float64(h.ValueAtQuantile(50)) / 1e3,
+		P99us:        float64(h.ValueAtQuantile(99)) / 1e3,
+		P999us:       float64(h.ValueAtQuantile(99.9)) / 1e3,
+		CPUusPerReq:  (after.CPUSeconds - before.CPUSeconds) / float64(n) * 1e6,
+		AllocsPerReq: float64(after.Mallocs-before.Mallocs) / float64(n),
+		RSSBytes:     after.RSSBytes,
+		Goroutines:   after.Goroutines,
+	}, nil
+}
+
+// idle opens sc.Conns connections, uses each once (PROTOCHECK for Petrel
+// systems, then one verified echo on every system) and measures what the
+// server holds for them.
+func (r *runner) idle(ctx context.Context, c *child, s System, sc Scenario, d dialConfig) (Sample, error) {
+	before, err := c.stats(ctx, true)
+	if err != nil {
+		return Sample{}, err
+	}
+	t := time.Now()
+	callers, err := dialAll(ctx, s.Protocol, d, sc.Conns, func(i int, cl caller) error {
+		cl.setDeadline(time.Now().Add(time.Minute))
+		p := make([]byte, sc.Payload)
+		fillPayload(p, i)
+		stamp(p, i, 1)
+		got, err := cl.call(reqEcho, p)
+		if err != nil {
+			return err
+		}
+		return verify(s, sc, i, 1, got, p)
+	})
+	if err != nil {
+		return Sample{}, err
+	}
+	defer closeAll(callers)
+	connect := time.Since(t)
+	after, err := c.stats(ctx, true)
+	if err != nil {
+		return Sample{}, err
+	}
+	n := float64(len(callers))
+	return Sample{
+		Conns:             len(callers),
+		RSSBytes:          after.RSSBytes,
+		Goroutines:        after.Goroutines,
+		RSSPerConn:        float64(after.RSSBytes-before.RSSBytes) / n,
+		HeapPerConn:       (float64(after.HeapInuse) - float64(before.HeapInuse)) / n,
+		GoroutinesPerConn: float64(after.Goroutines-before.Goroutines) / n,
+		ConnectSeconds:    connect.Seconds(),
+	}, nil
+}

@@ -1,0 +1,387 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is everything a run measured; it is what the JSON file holds.
+type Report struct {
+	Format    int               `json:"format"` // 1
+	Started   time.Time         `json:"started"`
+	Seconds   float64           `json:"seconds"` // wall time of the measurements
+	Machine   Machine           `json:"machine"`
+	Full      bool              `json:"full"`
+	Baseline  string            `json:"baseline"` // the system ratios refer to
+	Systems   []SystemInfo      `json:"systems"`
+	Scenarios []*ScenarioResult `json:"scenarios"`
+	Notes     []string          `json:"notes,omitempty"`
+}
+
+// SystemInfo describes a system in the report.
+type SystemInfo struct {
+	Name     string `json:"name"`
+	Doc      string `json:"doc"`
+	Protocol string `json:"protocol"`
+}
+
+// ScenarioResult is one scenario's results, one per system.
+type ScenarioResult struct {
+	Scenario    Scenario  `json:"scenario"`
+	Description string    `json:"description"`
+	Results     []*Result `json:"results"`
+	// Disturbed is the most CPU that other processes and the hypervisor
+	// took during any of this scenario's points, in CPUs.
+	Disturbed float64 `json:"disturbed_cpus"`
+}
+
+// busyCPUs is the disturbance above which a scenario's figures are flagged.
+const busyCPUs = 0.25
+
+// Result is one system's samples in one scenario and their summary.
+type Result struct {
+	System  string           `json:"system"`
+	Skipped string           `json:"skipped,omitempty"` // why it did not run
+	Samples []Sample         `json:"samples,omitempty"`
+	Figures map[string]*Stat `json:"figures,omitempty"` // by metric key
+}
+
+// Stat summarizes one figure over the repeats.
+type Stat struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+	// SpreadPct is half the min–max range as a percentage of the median.
+	SpreadPct float64 `json:"spread_pct"`
+	// Ratio is Median over the baseline's median in the same scenario;
+	// absent for the baseline itself or when it did not run.
+	Ratio float64 `json:"ratio,omitempty"`
+}
+
+// metric is one figure of a sample.
+type metric struct {
+	key, title string
+	get        func(Sample) float64
+}
+
+var loadMetrics = []metric{
+	{"throughput", "req/s", func(s Sample) float64 { return s.Throughput }},
+	{"p50_us", "p50 µs", func(s Sample) float64 { return s.P50us }},
+	{"p99_us", "p99 µs", func(s Sample) float64 { return s.P99us }},
+	{"p999_us", "p99.9 µs", func(s Sample) float64 { return s.P999us }},
+	{"cpu_us_per_req", "CPU µs/req", func(s Sample) float64 { return s.CPUusPerReq }},
+	{"allocs_per_req", "allocs/req", func(s Sample) float64 { return s.AllocsPerReq }},
+	{"rss_mb", "RSS MB", func(s Sample) float64 { return float64(s.RSSBytes) / (1 << 20) }},
+	{"goroutines", "goroutines", func(s Sample) float64 { return float64(s.Goroutines) }},
+}
+
+var idleMetrics = []metric{
+	{"rss_per_conn_bytes", "RSS B/conn", func(s Sample) float64 { return s.RSSPerConn }},
+	{"heap_per_conn_bytes", "heap B/conn", func(s Sample) float64 { return s.HeapPerConn }},
+	{"goroutines_per_conn", "goroutines/conn", func(s Sample) float64 { return s.GoroutinesPerConn }},
+	{"rss_mb", "RSS MB", func(s Sample) float64 { return float64(s.RSSBytes) / (1 << 20) }},
+	{"connect_seconds", "connect s", func(s Sample) float64 { return s.ConnectSeconds }},
+}
+
+func metricsOf(sc Scenario) []metric {
+	if sc.Idle {
+		return idleMetrics
+	}
+	return loadMetrics
+}
+
+func newReport(o Options) *Report {
+	r := &Report{Format: 1, Started: time.Now().UTC(), Machine: ReadMachine(), Full: o.Full, Baseline: o.Baseline}
+	for _, s := range o.Systems {
+		r.Systems = append(r.Systems, SystemInfo{Name: s.Name, Doc: s.Doc, Protocol: s.Protocol.String()})
+	}
+	return r
+}
+
+func (r *Report) note(format string, args ...any) {
+	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
+}
+
+func summarize1(v []float64) *Stat {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	st := &Stat{Min: v[0], Max: v[len(v)-1]}
+	if n := len(v); n%2 == 1 {
+		st.Median = v[n/2]
+	} else {
+		st.Median = (v[n/2-1] + v[n/2]) / 2
+	}
+	if st.Median != 0 {
+		st.SpreadPct = (st.Max - st.Min) / 2 / math.Abs(st.Median) * 100
+	}
+	return st
+}
+
+// summarize fills every result's figures and ratios, choosing the baseline.
+func (r *Report) summarize() {
+	ran := func(name string) bool {
+		for _, sr := range r.Scenarios {
+			for _, res := range sr.Results {
+				if res.System == name && len(res.Samples) > 0 {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if !ran(r.Baseline) {
+		old := r.Baseline
+		r.Baseline = ""
+		if ran("floor-std") {
+			r.Baseline = "floor-std"
+		}
+		r.note("baseline %q did not run; ratios refer to %q", old, r.Baseline)
+	}
+	var disturbed []string
+	for _, sr := range r.Scenarios {
+		var base *Result
+		for _, res := range sr.Results {
+			for _, smp := range res.Samples {
+				sr.Disturbed = max(sr.Disturbed, smp.OtherCPUs+smp.StealCPUs)
+			}
+			if len(res.Samples) == 0 {
+				continue
+			}
+			res.Figures = map[string]*Stat{}
+			for _, m := range metricsOf(sr.Scenario) {
+				v := make([]float64, len(res.Samples))
+				for i, s := range res.Samples {
+					v[i] = m.get(s)
+				}
+				res.Figures[m.key] = summarize1(v)
+			}
+			if res.System == r.Baseline {
+				base = res
+			}
+		}
+		if sr.Disturbed > busyCPUs {
+			disturbed = append(disturbed, sr.Scenario.Name)
+		}
+		if base == nil {
+			continue
+		}
+		for _, res := range sr.Results {
+			if res == base || res.Figures == nil {
+				continue
+			}
+			for k, st := range res.Figures {
+				if b := base.Figures[k]; b != nil && b.Median != 0 {
+					st.Ratio = st.Median / b.Median
+				}
+			}
+		}
+	}
+	r.noteDisturbed(disturbed)
+}
+
+func (r *Report) noteDisturbed(disturbed []string) {
+	if len(disturbed) > 0 {
+		r.note("other processes or the hypervisor took over %.2g CPUs during scenarios %s: their figures are disturbed; rerun on a quiet machine", busyCPUs, strings.Join(disturbed, ", "))
+	}
+}
+
+// WriteJSON writes the report to path, creating its directory.
+func (r *Report) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// LoadReport reads a report written by [Report.WriteJSON].
+func LoadReport(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("bench: %s: %w", path, err)
+	}
+	return &r, nil
+}
+
+// num formats v with about three significant digits and a k/M suffix.
+func num(v float64) string {
+	a := math.Abs(v)
+	switch {
+	case a >= 10e6:
+		return fmt.Sprintf("%.1fM", v/1e6)
+	case a >= 1e6:
+		return fmt.Sprintf("%.2fM", v/1e6)
+	case a >= 100e3:
+		return fmt.Sprintf("%.0fk", v/1e3)
+	case a >= 10e3:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	case a >= 1000:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", v)
+	case a >= 1:
+		return fmt.Sprintf("%.2f", v)
+	case a == 0:
+		return "0"
+	}
+	return fmt.Sprintf("%.3f", v)
+}
+
+func spread(st *Stat) string {
+	if st == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%s ±%.0f%%", num(st.Median), st.SpreadPct)
+}
+
+func ratio(st *Stat) string {
+	if st == nil || st.Ratio == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f×", st.Ratio)
+}
+
+func med(st *Stat) string {
+	if st == nil {
+		return "-"
+	}
+	return num(st.Median)
+}
+
+// WriteTable writes the report as readable tables: per scenario, the median
+// of each figure with its spread over the repeats and ratios to the
+// baseline.
+func (r *Report) WriteTable(w io.Writer) {
+	m := r.Machine
+	fmt.Fprintf(w, "Petrel benchmark — %s (cpuid: %d physical / %d logical cores), %d CPUs usable, %s, commit %s\n",
+		m.CPU, m.PhysicalCores, m.LogicalCores, m.NumCPU, m.GoVersion, short(m.Commit))
+	fmt.Fprintf(w, "Server and load generator share this machine; figures are medians over the repeats, ±half the min–max range; ×%s = ratio to %s in this run.\n", r.Baseline, r.Baseline)
+	b := "×" + r.Baseline
+	for _, sr := range r.Scenarios {
+		sc := sr.Scenario
+		reps := fmt.Sprintf("%d×", sc.Repeats)
+		if !sc.Idle {
+			reps += " " + sc.Duration.String()
+		}
+		fmt.Fprintf(w, "\n== %s: %s (%s)\n", sc.Name, sr.Description, reps)
+		if sr.Disturbed > busyCPUs {
+			fmt.Fprintf(w, "   DISTURBED: other processes took up to %.1f CPUs during these points\n", sr.Disturbed)
+		}
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		if sc.Idle {
+			fmt.Fprintf(tw, "system\tRSS B/conn\t%s\theap B/conn\tgoroutines/conn\tserver RSS MB\tconnect s\t\n", b)
+		} else {
+			fmt.Fprintf(tw, "system\treq/s\t%s\tp50 µs\tp99 µs\t%s\tp99.9 µs\tCPU µs/req\t%s\tallocs/req\tRSS MB\t\n", b, b, b)
+		}
+		var skipped []string
+		for _, res := range sr.Results {
+			if res.Figures == nil {
+				if res.Skipped != "" {
+					skipped = append(skipped, res.System+" ("+res.Skipped+")")
+				}
+				continue
+			}
+			f := res.Figures
+			if sc.Idle {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.System,
+					spread(f["rss_per_conn_bytes"]), ratio(f["rss_per_conn_bytes"]),
+					med(f["heap_per_conn_bytes"]), fmt.Sprintf("%.2f", f["goroutines_per_conn"].Median),
+					med(f["rss_mb"]), med(f["connect_seconds"]))
+			} else {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.System,
+					spread(f["throughput"]), ratio(f["throughput"]),
+					med(f["p50_us"]), spread(f["p99_us"]), ratio(f["p99_us"]), med(f["p999_us"]),
+					spread(f["cpu_us_per_req"]), ratio(f["cpu_us_per_req"]),
+					med(f["allocs_per_req"]), med(f["rss_mb"]))
+			}
+		}
+		tw.Flush()
+		if len(skipped) > 0 {
+			fmt.Fprintf(w, "   skipped: %s\n", strings.Join(skipped, "; "))
+		}
+	}
+	fmt.Fprintln(w, "\nSystems:")
+	for _, s := range r.Systems {
+		fmt.Fprintf(w, "  %-15s %s\n", s.Name, s.Doc)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "Note: %s\n", n)
+	}
+}
+
+func short(commit string) string {
+	if len(commit) > 12 {
+		return commit[:12]
+	}
+	if commit == "" {
+		return "unknown"
+	}
+	return commit
+}
+
+// Compare writes, for every scenario and system in both reports, how the
+// main figures changed from old to cur. A change is marked "*" when it is
+// larger than the min–max range of either run (twice its ±spread), that
+// is, outside the noise.
+func Compare(w io.Writer, old, cur *Report) {
+	fmt.Fprintf(w, "Change from %s (commit %s) to %s (commit %s); * = larger than the min–max range of either run (not noise)\n",
+		old.Started.Format(time.DateTime), short(old.Machine.Commit), cur.Started.Format(time.DateTime), short(cur.Machine.Commit))
+	find := func(r *Report, scenario, system string) *Result {
+		for _, sr := range r.Scenarios {
+			if sr.Scenario.Name != scenario {
+				continue
+			}
+			for _, res := range sr.Results {
+				if res.System == system && res.Figures != nil {
+					return res
+				}
+			}
+		}
+		return nil
+	}
+	delta := func(o, n *Stat) string {
+		if o == nil || n == nil || o.Median == 0 {
+			return "-"
+		}
+		d := (n.Median - o.Median) / math.Abs(o.Median) * 100
+		mark := ""
+		if math.Abs(d) > max(o.SpreadPct, n.SpreadPct)*2 {
+			mark = "*"
+		}
+		return fmt.Sprintf("%s→%s %+.0f%%%s", num(o.Median), num(n.Median), d, mark)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "scenario\tsystem\treq/s or RSS B/conn\tp99 µs\tCPU µs/req\tallocs/req\n")
+	for _, sr := range cur.Scenarios {
+		for _, res := range sr.Results {
+			o := find(old, sr.Scenario.Name, res.System)
+			if res.Figures == nil || o == nil {
+				continue
+			}
+			if sr.Scenario.Idle {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\n", sr.Scenario.Name, res.System,
+					delta(o.Figures["rss_per_conn_bytes"], res.Figures["rss_per_conn_bytes"]))
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", sr.Scenario.Name, res.System,
+				delta(o.Figures["throughput"], res.Figures["throughput"]),
+				delta(o.Figures["p99_us"], res.Figures["p99_us"]),
+				delta(o.Figures["cpu_us_per_req"], res.Figures["cpu_us_per_req"]),
+				delta(o.Figures["allocs_per_req"], res.Figures["allocs_per_req"]))
+		}
+	}
+	tw.Flush()
+}
