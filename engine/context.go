@@ -10,9 +10,17 @@ import (
 // connection closes. It is a small hand-made context so that an idle
 // connection costs no channel or goroutine until a handler asks for Done.
 type connContext struct {
-	mu   sync.Mutex    // guards done and err
+	mu   sync.Mutex    // guards the fields below
 	done chan struct{} // made on first Done call
 	err  error         // set once by cancel
+
+	// watch, when set, is called (with mu held) the first time Done is
+	// called while a request is armed: the std engine then starts
+	// watching the socket for the peer going away, which it cannot see
+	// while its goroutine runs the handler. Set once before use.
+	watch    func()
+	armed    bool // a handler may run; watch not yet called for it
+	watching bool // watch was called since the last arm
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
@@ -23,6 +31,10 @@ func (c *connContext) Value(any) any               { return nil }
 func (c *connContext) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.armed && c.err == nil && c.watch != nil {
+		c.armed, c.watching = false, true
+		c.watch()
+	}
 	if c.done == nil {
 		if c.err != nil {
 			return closedChan
@@ -30,6 +42,23 @@ func (c *connContext) Done() <-chan struct{} {
 		c.done = make(chan struct{})
 	}
 	return c.done
+}
+
+// arm marks the start of a request: the next Done call starts the watch.
+func (c *connContext) arm() {
+	c.mu.Lock()
+	c.armed, c.watching = true, false
+	c.mu.Unlock()
+}
+
+// disarm marks the end of a request and reports whether the watch was
+// started for it.
+func (c *connContext) disarm() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.watching
+	c.armed, c.watching = false, false
+	return w
 }
 
 func (c *connContext) Err() error {

@@ -148,6 +148,9 @@ func (t *stdTransport) close() error {
 		}
 		t.mu.Lock()
 		for c := range t.conns {
+			// Cancel handlers first: a handler waiting on its context
+			// would otherwise hold wg.Wait until it ended on its own.
+			c.ctx.cancel()
 			c.nc.Close()
 		}
 		t.mu.Unlock()
@@ -166,9 +169,20 @@ type stdConn struct {
 	mu   sync.Mutex // guards busy
 	busy bool       // a frame has begun arriving or is being answered
 
-	buf []byte // read buffer; frames are decoded in place
-	out []byte // small answers are assembled here
-	vec net.Buffers
+	buf        []byte    // read buffer; frames are decoded in place
+	frameStart time.Time // when the frame being read began arriving; zero between frames
+	out        []byte    // small answers are assembled here
+	vec        net.Buffers
+	vecArr     [4][]byte // c.vec's backing array: header, request, payload, MAC
+
+	// The watcher: while a handler that asked for ctx.Done runs, a
+	// goroutine reads the socket so that the peer going away cancels the
+	// handler's context. It owns peek, peeked and watchErr until
+	// watchDone is closed.
+	watchDone chan struct{}
+	peek      [1]byte
+	peeked    bool  // the watcher read a byte of the next frame into peek
+	watchErr  error // the watcher's read error, if any
 }
 
 const (
@@ -219,6 +233,7 @@ func (c *stdConn) serve() {
 	opts := codec.Options{MaxPayload: srv.cfg.MaxPayload, MAC: srv.mac != nil}
 	c.x = srv.newExchange()
 	c.buf = make([]byte, 0, stdReadBuf)
+	c.ctx.watch = c.startWatch
 	for {
 		// Decode whatever is buffered; read more only when needed.
 		f, n, need, err := codec.Parse(c.buf, opts)
@@ -237,10 +252,13 @@ func (c *stdConn) serve() {
 			continue
 		}
 		c.setBusy(true)
+		c.ctx.arm()
 		r := c.dispatch(c.x, f)
+		peerGone := c.stopWatch()
+		c.frameStart = time.Time{}
 		v := c.frame(c.x, f, r)
 		srv.stats.answered(c.info.ID, r.status, n, vecLen(v))
-		if !c.write(v) || r.status.ClosesConn() {
+		if !c.write(v) || r.status.ClosesConn() || peerGone {
 			return
 		}
 		// Keep unread bytes (pipelined frames) at the front of buf.
@@ -264,6 +282,47 @@ func (c *stdConn) serve() {
 	}
 }
 
+// startWatch starts the watcher. It runs with c.ctx.mu held, on whichever
+// goroutine first asked for the handler's ctx.Done.
+func (c *stdConn) startWatch() {
+	c.watchDone = make(chan struct{})
+	c.nc.SetReadDeadline(time.Time{}) // the handler may take its time
+	go c.watchPeer()
+}
+
+func (c *stdConn) watchPeer() {
+	defer close(c.watchDone)
+	n, err := c.nc.Read(c.peek[:])
+	c.peeked = n == 1
+	if err != nil && !isTimeout(err) {
+		c.watchErr = err
+		c.ctx.cancel()
+	}
+}
+
+// stopWatch stops the watcher, if the handler started it, and keeps the
+// byte it may have read. It reports whether the peer has gone.
+func (c *stdConn) stopWatch() bool {
+	if !c.ctx.disarm() {
+		return false
+	}
+	c.nc.SetReadDeadline(time.Unix(1, 0))
+	<-c.watchDone
+	if c.peeked {
+		// f's slices lie within c.buf[:len]: appending cannot touch them.
+		c.buf = append(c.buf, c.peek[0])
+		c.peeked = false
+	}
+	err := c.watchErr
+	c.watchErr = nil
+	return err != nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // fill reads until at least need more bytes are buffered. It applies the
 // idle timeout while no byte of a frame has arrived and the read timeout
 // after that. It reports false when the connection should close.
@@ -278,13 +337,24 @@ func (c *stdConn) fill(need int) bool {
 	for len(c.buf) < want {
 		if len(c.buf) == 0 {
 			c.setBusy(false)
+			c.frameStart = time.Time{}
 			if srv.draining.Load() {
 				return false
 			}
 			c.setDeadline(srv.cfg.IdleTimeout)
 		} else {
 			c.setBusy(true)
-			c.setDeadline(srv.cfg.ReadTimeout)
+			// The read timeout runs from the frame's first byte, not from
+			// the last read: a peer trickling a byte at a time must not
+			// hold the connection forever.
+			if c.frameStart.IsZero() {
+				c.frameStart = time.Now()
+			}
+			if rt := srv.cfg.ReadTimeout; rt > 0 {
+				c.nc.SetReadDeadline(c.frameStart.Add(rt))
+			} else {
+				c.nc.SetReadDeadline(time.Time{})
+			}
 		}
 		m, err := c.nc.Read(c.buf[len(c.buf):cap(c.buf)])
 		c.buf = c.buf[:len(c.buf)+m]
@@ -331,7 +401,10 @@ func (c *stdConn) write(v [][]byte) bool {
 		}
 		_, err = c.nc.Write(c.out)
 	} else {
-		c.vec = append(c.vec[:0], v...)
+		// WriteTo consumes c.vec from the front, leaving it with no
+		// capacity: rebuild it on the fixed array, or every large answer
+		// would allocate a new slice.
+		c.vec = append(net.Buffers(c.vecArr[:0:len(c.vecArr)]), v...)
 		_, err = c.vec.WriteTo(c.nc)
 	}
 	if err != nil {

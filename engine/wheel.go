@@ -39,12 +39,21 @@ func (w *wheel) add(rc *rconn, dl int64) {
 	w.mu.Unlock()
 }
 
+// wheelHorizon is how many ticks ahead a connection is filed at most.
+// Deadlines move earlier without the wheel knowing (an idle connection
+// starts a frame: its idle deadline becomes the shorter read deadline; a
+// busy one, filed with no deadline, goes idle), so a connection filed far
+// ahead would be checked late: a read timeout of 30s would only be noticed
+// when the 5m idle deadline's slot came round. Filing no further than this
+// bounds the lateness to wheelHorizon+1 ticks (the tick is a tenth of the
+// shortest timeout), at the cost of visiting each connection every
+// wheelHorizon ticks.
+const wheelHorizon = 5
+
 func (w *wheel) fileLocked(rc *rconn, dl int64) {
 	off := int64(1)
-	if dl != noDeadline && dl > w.curTime {
-		off = (dl-w.curTime)/w.tick + 1
-	} else if dl == noDeadline {
-		off = int64(len(w.slots) - 1)
+	if dl > w.curTime {
+		off = min((dl-w.curTime)/w.tick+1, wheelHorizon)
 	}
 	if off >= int64(len(w.slots)) {
 		off = int64(len(w.slots) - 1)
