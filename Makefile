@@ -23,7 +23,7 @@ fuzz-short:
 	@set -e; for t in $(FUZZ); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
 		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
+		./.ci/fuzz $$pkg $$name $(FUZZTIME); \
 	done
 
 test: vet race fuzz-short

@@ -987,9 +987,6 @@ func TestInternalError(t *testing.T) {
 // trickles in.
 func TestReadTimeoutHeaderTrickle(t *testing.T) {
 	forEach(t, func(t *testing.T, e env) {
-		if e.kind == engine.Reactor {
-			t.Skip("known bug: the reactor restarts the read deadline on every read while fewer than 11 header bytes are buffered (reactor.go process, rc.partial on the n == 0 path), so a header may take up to 11 read timeouts")
-		}
 		const rt = 300 * time.Millisecond
 		srv := e.listen(t, engine.Config{ReadTimeout: rt, IdleTimeout: time.Minute})
 		c := dial(t, srv)

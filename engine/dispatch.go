@@ -223,12 +223,6 @@ func (s *session) dispatchTimeout(e entry, f codec.Frame) result {
 		return result{status: a.st, payload: a.p}
 	case <-ctx.Done():
 	}
-	// A result that raced the context still wins.
-	select {
-	case a := <-done:
-		return result{status: a.st, payload: a.p}
-	default:
-	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		s.srv.log.Error("petrel: handler timed out", "request", e.name, "conn", s.info.ID,
 			"timeout", s.srv.cfg.HandlerTimeout)

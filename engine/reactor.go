@@ -387,11 +387,12 @@ type rconn struct {
 	wmu    sync.Mutex // guards closed; held during a worker's direct write
 	closed bool
 
-	in     *bytebufferpool.ByteBuffer // frame bytes owned by this conn (partial or in flight)
-	want   int                        // total length of the frame accumulating in in, 0 if none
-	x      *exchange                  // the request in flight, nil when idle
-	direct bool                       // the worker may write to fd itself
-	tls    *rtls                      // nil without TLS
+	in      *bytebufferpool.ByteBuffer // frame bytes owned by this conn (partial or in flight)
+	want    int                        // total length of the frame accumulating in in, 0 if none
+	reading bool                       // a frame has begun arriving; its read deadline is armed
+	x       *exchange                  // the request in flight, nil when idle
+	direct  bool                       // the worker may write to fd itself
+	tls     *rtls                      // nil without TLS
 }
 
 func (rc *rconn) idle(now int64) {
@@ -432,6 +433,7 @@ func (rc *rconn) process() gnet.Action {
 				return gnet.None
 			}
 			rc.want = 0
+			rc.reading = false
 			f, _, _, _ := codec.Parse(rc.in.B, rc.t.opts)
 			if act, done := rc.serve(f, len(rc.in.B), true); done {
 				return act
@@ -439,6 +441,7 @@ func (rc *rconn) process() gnet.Action {
 			continue
 		}
 		if len(buf) == 0 {
+			rc.reading = false
 			rc.idle(rc.t.wheel.now.Load())
 			if srv.draining.Load() {
 				if c.OutboundBuffered() > 0 {
@@ -466,7 +469,12 @@ func (rc *rconn) process() gnet.Action {
 			if srv.draining.Load() {
 				return gnet.Close
 			}
-			rc.partial(rc.t.wheel.now.Load())
+			if !rc.reading {
+				// The read timeout runs from a frame's first byte, not
+				// from each read: a trickling peer cannot extend it.
+				rc.reading = true
+				rc.partial(rc.t.wheel.now.Load())
+			}
 			if len(buf) >= codec.HeaderLen {
 				// The header is here: collect the rest in our own buffer
 				// so each byte is copied once, not re-assembled per read.
@@ -477,6 +485,7 @@ func (rc *rconn) process() gnet.Action {
 			}
 			return gnet.None
 		}
+		rc.reading = false
 		if rc.t.pool == nil {
 			// Inline: answer straight from gnet's buffer.
 			act, done := rc.serve(f, n, false)

@@ -302,6 +302,7 @@ func (rc *rconn) decodeTLS() gnet.Action {
 				return gnet.None
 			}
 			if n > 0 {
+				rc.reading = false
 				x.plainOff += n
 				if rc.t.pool == nil {
 					ex := srv.getExchange()
@@ -325,7 +326,10 @@ func (rc *rconn) decodeTLS() gnet.Action {
 				rc.submit()
 				return gnet.None
 			}
-			rc.partial(rc.t.wheel.now.Load())
+			if !rc.reading {
+				rc.reading = true
+				rc.partial(rc.t.wheel.now.Load())
+			}
 		}
 		// Compact, then decrypt more.
 		if x.plain == nil {
@@ -354,6 +358,7 @@ func (rc *rconn) decodeTLS() gnet.Action {
 			if len(x.plain.B) == 0 {
 				bytebufferpool.Put(x.plain)
 				x.plain = nil
+				rc.reading = false
 				rc.idle(rc.t.wheel.now.Load())
 				if srv.draining.Load() {
 					return gnet.Close
