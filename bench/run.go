@@ -44,6 +44,7 @@ type WrongAnswerError struct {
 	Detail           string
 }
 
+// Error implements error, naming the system, scenario, connection and request.
 func (e *WrongAnswerError) Error() string {
 	return fmt.Sprintf("bench: WRONG ANSWER from system %q in scenario %q (connection %d, request %d): %s",
 		e.System, e.Scenario, e.Conn, e.Request, e.Detail)
@@ -55,10 +56,12 @@ type PointError struct {
 	Err              error
 }
 
+// Error implements error.
 func (e *PointError) Error() string {
 	return fmt.Sprintf("bench: system %q in scenario %q failed: %v", e.System, e.Scenario, e.Err)
 }
 
+// Unwrap returns the underlying failure.
 func (e *PointError) Unwrap() error { return e.Err }
 
 // Run runs every scenario on every system that supports it, interleaving

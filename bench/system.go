@@ -20,6 +20,7 @@ const (
 	ProtoGRPC                   // gRPC with a raw-bytes codec
 )
 
+// String returns the protocol's name.
 func (p Protocol) String() string {
 	switch p {
 	case ProtoPetrel:
@@ -43,6 +44,7 @@ const (
 	FeatSlow                // a handler that blocks ("sleep")
 )
 
+// String returns the feature's name.
 func (f Feature) String() string {
 	return [...]string{"unix", "hmac", "tls", "slow handler"}[f]
 }
