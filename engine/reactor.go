@@ -384,8 +384,10 @@ type rconn struct {
 	gone     atomic.Bool  // closed; the wheel drops it
 	deadline atomic.Int64 // unix nanoseconds, or noDeadline
 
-	wmu    sync.Mutex // guards closed; held during a worker's direct write
-	closed bool
+	wmu        sync.Mutex // guards closed, flushing, outPending; held during a direct write
+	closed     bool
+	flushing   bool // TLS: the loop is writing queued ciphertext
+	outPending bool // TLS: gnet still held unsent ciphertext at the last flush
 
 	in      *bytebufferpool.ByteBuffer // frame bytes owned by this conn (partial or in flight)
 	want    int                        // total length of the frame accumulating in in, 0 if none

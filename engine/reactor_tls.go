@@ -12,6 +12,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
+	"golang.org/x/sys/unix"
 
 	"github.com/petrel-rpc/petrel/codec"
 )
@@ -95,20 +96,46 @@ func (p *tlsPipe) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-// Write implements net.Conn: it queues a copy (crypto/tls reuses its
-// buffer) and never blocks.
+// Write implements net.Conn and never blocks. When nothing is queued ahead
+// of it, it writes straight to the socket (under the connection's write
+// mutex, which OnClose also takes, so the descriptor cannot have been
+// closed and reused); what the socket does not take, or everything when
+// ciphertext is already queued or being flushed, is queued as a copy
+// (crypto/tls reuses its buffer) for the loop, which is woken once.
 func (p *tlsPipe) Write(b []byte) (int, error) {
+	rc := p.rc
+	rc.wmu.Lock()
 	p.mu.Lock()
-	if p.closed {
+	if p.closed || rc.closed {
 		p.mu.Unlock()
+		rc.wmu.Unlock()
 		return 0, net.ErrClosed
+	}
+	rest := b
+	if p.out == nil && !rc.flushing && !rc.outPending {
+		n, err := unix.Write(rc.fd, b)
+		if n > 0 {
+			rest = b[n:]
+		}
+		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+			p.mu.Unlock()
+			rc.wmu.Unlock()
+			rc.gc.Close()
+			return 0, err
+		}
+	}
+	if len(rest) == 0 {
+		p.mu.Unlock()
+		rc.wmu.Unlock()
+		return len(b), nil
 	}
 	if p.out == nil {
 		p.out = bytebufferpool.Get()
 		p.out.B = p.out.B[:0]
 	}
-	p.out.B = append(p.out.B, b...)
+	p.out.B = append(p.out.B, rest...)
 	p.mu.Unlock()
+	rc.wmu.Unlock()
 	p.kick()
 	return len(b), nil
 }
@@ -175,8 +202,10 @@ type rtls struct {
 	failed      atomic.Bool // the handshake failed: close
 	closeAfter  atomic.Bool // close once the queued ciphertext is flushed
 	peerClosed  bool        // close_notify or EOF from the peer (loop only)
-	plain       *bytebufferpool.ByteBuffer
-	plainOff    int // start of undecoded plaintext in plain
+	peerEOF     bool        // crypto/tls reported the end of the peer's stream (loop only)
+	plainBuf    *[]byte     // pooled backing of plain, nil if plain is not pooled
+	plain       []byte      // decrypted bytes not yet served; nil when none
+	plainOff    int         // start of undecoded plaintext in plain
 }
 
 const tlsReadChunk = 16 << 10 // room for one full TLS record per Read
@@ -198,9 +227,28 @@ func (rc *rconn) processTLS() gnet.Action {
 	// Flush queued ciphertext; loop until no writer slipped in between the
 	// flush and clearing the flag.
 	for {
-		if o := x.pipe.takeOut(); o != nil {
-			c.Write(o.B)
+		rc.wmu.Lock()
+		o := x.pipe.takeOut()
+		rc.flushing = o != nil
+		rc.wmu.Unlock()
+		if o != nil {
+			_, err := c.Write(o.B)
 			bytebufferpool.Put(o)
+			rc.wmu.Lock()
+			rc.flushing = false
+			if err == nil {
+				// Writers may go straight to the socket again only once
+				// gnet holds nothing of ours.
+				rc.outPending = c.OutboundBuffered() > 0
+			}
+			rc.wmu.Unlock()
+			if err != nil {
+				return gnet.None // gnet closed the connection
+			}
+		} else if rc.outPending {
+			rc.wmu.Lock()
+			rc.outPending = c.OutboundBuffered() > 0
+			rc.wmu.Unlock()
 		}
 		x.pipe.wakeSet.Store(false)
 		x.pipe.mu.Lock()
@@ -246,7 +294,9 @@ func (rc *rconn) trafficTLS() gnet.Action {
 		return gnet.None
 	}
 	if rc.state.Load() != stateIdle {
-		return gnet.None
+		if rc.state.CompareAndSwap(stateBusy, stateBusyPending) || rc.state.Load() == stateBusyPending {
+			return gnet.None
+		}
 	}
 	return rc.decodeTLS()
 }
@@ -278,102 +328,144 @@ func (rc *rconn) handshake() {
 	x.pipe.kick()
 }
 
-// decodeTLS decrypts what it can and serves the frames in it. Loop
-// goroutine, state idle, handshake done.
+// decodeTLS decrypts everything crypto/tls can give now, then serves the
+// frames in it. Draining first means that when a request is handed to a
+// worker, any bytes behind it are already in plain, where the hand-off
+// can see them. Loop goroutine, state idle, handshake done.
 func (rc *rconn) decodeTLS() gnet.Action {
 	x := rc.tls
 	srv := rc.srv
+	if rc.gc.OutboundBuffered() > outboundHighWater {
+		rc.t.stall(rc)
+		return gnet.None
+	}
+	eof := rc.drainTLS()
 	for {
-		if rc.gc.OutboundBuffered() > outboundHighWater {
-			rc.t.stall(rc)
-			return gnet.None
-		}
-		// Serve the frames already decrypted.
-		if x.plain != nil && x.plainOff < len(x.plain.B) {
-			f, n, _, err := codec.Parse(x.plain.B[x.plainOff:], rc.t.opts)
-			if err != nil {
-				rc.logRefusal(err)
-				ex := srv.getExchange()
-				v := rc.refusal(ex, x.plain.B[x.plainOff:], err)
-				srv.stats.answered(rc.info.ID, codec.StatusOf(err), len(x.plain.B)-x.plainOff, vecLen(v))
-				rc.writeTLS(v)
-				srv.putExchange(ex)
-				x.closeAfter.Store(true)
-				return gnet.None
-			}
-			if n > 0 {
-				rc.reading = false
-				x.plainOff += n
-				if rc.t.pool == nil {
-					ex := srv.getExchange()
-					r := rc.dispatch(ex, f)
-					v := rc.frame(ex, f, r)
-					srv.stats.answered(rc.info.ID, r.status, n, vecLen(v))
-					rc.writeTLS(v)
-					srv.putExchange(ex)
-					if r.status.ClosesConn() {
-						x.closeAfter.Store(true)
-						return gnet.None
-					}
-					continue
-				}
-				ex := srv.getExchange()
-				ex.rc = rc
-				ex.cur = f
-				rc.x = ex
-				rc.deadline.Store(noDeadline)
-				rc.state.Store(stateBusy)
-				rc.submit()
-				return gnet.None
-			}
-			if !rc.reading {
-				rc.reading = true
-				rc.partial(rc.t.wheel.now.Load())
-			}
-		}
-		// Compact, then decrypt more.
-		if x.plain == nil {
-			x.plain = bytebufferpool.Get()
-			x.plain.B = x.plain.B[:0]
-			x.plainOff = 0
-		} else if x.plainOff > 0 {
-			rest := copy(x.plain.B, x.plain.B[x.plainOff:])
-			x.plain.B = x.plain.B[:rest]
-			x.plainOff = 0
-		}
-		if cap(x.plain.B)-len(x.plain.B) < tlsReadChunk {
-			// Grow geometrically: a large frame arrives a record at a time.
-			nb := make([]byte, len(x.plain.B), max(2*cap(x.plain.B), len(x.plain.B)+2*tlsReadChunk))
-			copy(nb, x.plain.B)
-			x.plain.B = nb
-		}
-		n, err := x.conn.Read(x.plain.B[len(x.plain.B):cap(x.plain.B)])
-		x.plain.B = x.plain.B[:len(x.plain.B)+n]
-		if n > 0 {
-			continue
-		}
-		var ne net.Error
-		if err == nil || (errors.As(err, &ne) && ne.Timeout()) {
-			// Nothing more for now.
-			if len(x.plain.B) == 0 {
-				bytebufferpool.Put(x.plain)
-				x.plain = nil
-				rc.reading = false
-				rc.idle(rc.t.wheel.now.Load())
-				if srv.draining.Load() {
-					return gnet.Close
-				}
-			} else if srv.draining.Load() {
+		if x.plainOff == len(x.plain) {
+			x.releasePlain()
+			rc.reading = false
+			rc.idle(rc.t.wheel.now.Load())
+			if eof || srv.draining.Load() {
 				return gnet.Close
 			}
 			return gnet.None
 		}
-		if !errors.Is(err, io.EOF) {
-			srv.log.Debug("petrel: TLS read error", "conn", rc.info.ID, "err", err)
+		f, n, _, err := codec.Parse(x.plain[x.plainOff:], rc.t.opts)
+		if err != nil {
+			rc.logRefusal(err)
+			ex := srv.getExchange()
+			v := rc.refusal(ex, x.plain[x.plainOff:], err)
+			srv.stats.answered(rc.info.ID, codec.StatusOf(err), len(x.plain)-x.plainOff, vecLen(v))
+			rc.writeTLS(v)
+			srv.putExchange(ex)
+			x.closeAfter.Store(true)
+			return gnet.None
 		}
-		x.peerClosed = true
-		return gnet.Close
+		if n == 0 {
+			if !rc.reading {
+				rc.reading = true
+				rc.partial(rc.t.wheel.now.Load())
+			}
+			if eof || srv.draining.Load() {
+				return gnet.Close
+			}
+			return gnet.None
+		}
+		rc.reading = false
+		x.plainOff += n
+		if rc.t.pool == nil {
+			ex := srv.getExchange()
+			r := rc.dispatch(ex, f)
+			v := rc.frame(ex, f, r)
+			srv.stats.answered(rc.info.ID, r.status, n, vecLen(v))
+			rc.writeTLS(v)
+			srv.putExchange(ex)
+			if r.status.ClosesConn() {
+				x.closeAfter.Store(true)
+				return gnet.None
+			}
+			continue
+		}
+		ex := srv.getExchange()
+		ex.rc = rc
+		ex.cur = f
+		rc.x = ex
+		rc.deadline.Store(noDeadline)
+		if x.plainOff < len(x.plain) || eof {
+			rc.state.Store(stateBusyPending)
+		} else {
+			rc.state.Store(stateBusy)
+		}
+		x.peerEOF = eof
+		rc.submit()
+		return gnet.None
 	}
+}
+
+// drainTLS moves all the plaintext crypto/tls can produce now into plain,
+// compacting it first. It reports whether the peer has finished
+// (close_notify, EOF or a TLS error). Loop goroutine.
+func (rc *rconn) drainTLS() (eof bool) {
+	x := rc.tls
+	if x.peerEOF {
+		return true
+	}
+	if x.plainOff > 0 {
+		rest := copy(x.plain, x.plain[x.plainOff:])
+		x.plain = x.plain[:rest]
+		x.plainOff = 0
+	}
+	for {
+		if x.plain == nil {
+			x.plainBuf = tlsPlainPool.Get().(*[]byte)
+			x.plain = (*x.plainBuf)[:0]
+			x.plainOff = 0
+		}
+		if cap(x.plain)-len(x.plain) < tlsReadChunk {
+			// Grow geometrically: a large frame arrives a record at a time.
+			nb := make([]byte, len(x.plain), max(2*cap(x.plain), len(x.plain)+2*tlsReadChunk))
+			copy(nb, x.plain)
+			x.plain = nb
+		}
+		n, err := x.conn.Read(x.plain[len(x.plain):cap(x.plain)])
+		x.plain = x.plain[:len(x.plain)+n]
+		if err == nil {
+			if n == 0 {
+				return false
+			}
+			continue
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return false
+		}
+		if !errors.Is(err, io.EOF) {
+			rc.srv.log.Debug("petrel: TLS read error", "conn", rc.info.ID, "err", err)
+		}
+		x.peerEOF = true
+		return true
+	}
+}
+
+// tlsPlainPool holds plaintext buffers for TLS connections, so an idle
+// connection holds none and a busy one does not allocate per request.
+var tlsPlainPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, 2*tlsReadChunk)
+	return &b
+}}
+
+// releasePlain returns the plaintext buffer to its pool (buffers grown for
+// a large frame are left to the collector).
+func (x *rtls) releasePlain() {
+	if x.plainBuf != nil {
+		if cap(x.plain) <= 4*tlsReadChunk {
+			*x.plainBuf = x.plain[:0]
+			tlsPlainPool.Put(x.plainBuf)
+		}
+		x.plainBuf = nil
+	}
+	x.plain = nil
+	x.plainOff = 0
 }
 
 // writeTLS encrypts an answer as one record stream. Any goroutine; the
@@ -409,23 +501,27 @@ func (rc *rconn) handleTLS() {
 		srv.putExchange(ex)
 	}
 	if r.abandoned && rc.tls.plain != nil {
-		// The timed-out handler may still read the plaintext buffer.
-		rest := append([]byte(nil), rc.tls.plain.B[rc.tls.plainOff:]...)
-		rc.tls.plain = &bytebufferpool.ByteBuffer{B: rest}
-		rc.tls.plainOff = 0
+		// The timed-out handler may still read the plaintext buffer:
+		// give the connection a copy of what follows and leave the old
+		// buffer to the collector.
+		rest := append([]byte(nil), rc.tls.plain[rc.tls.plainOff:]...)
+		rc.tls.plain, rc.tls.plainBuf, rc.tls.plainOff = rest, nil, 0
 	}
 	rc.idle(rc.t.wheel.now.Load())
-	rc.state.Store(stateIdle)
-	rc.tls.pipe.wakeSet.Store(false)
-	rc.tls.pipe.kick()
+	// Hand the connection back. The loop needs waking only if bytes
+	// arrived meanwhile, the answer closes the connection, the server is
+	// draining, or ciphertext is still queued (the pipe woke it for that).
+	if old := rc.state.Swap(stateIdle); old == stateBusyPending || rc.tls.closeAfter.Load() || srv.draining.Load() {
+		rc.tls.pipe.wakeSet.Store(false)
+		rc.tls.pipe.kick()
+	}
 }
 
 // closeTLS releases TLS state when the connection closes. Loop goroutine.
 func (rc *rconn) closeTLS() {
 	x := rc.tls
 	x.pipe.release()
-	if rc.state.Load() == stateIdle && x.plain != nil {
-		bytebufferpool.Put(x.plain)
-		x.plain = nil
+	if rc.state.Load() == stateIdle {
+		x.releasePlain()
 	}
 }
