@@ -3,11 +3,10 @@ package client
 import (
 	"crypto/tls"
 	"fmt"
-	"net"
-	"strings"
 	"time"
 
 	"github.com/petrel-rpc/petrel/codec"
+	"github.com/petrel-rpc/petrel/internal/netaddr"
 )
 
 // Config configures a [Client]. The zero value of every field but Addr is
@@ -78,22 +77,9 @@ func (c Config) resolve(needAddr bool) (config, error) {
 // splitAddr turns "host:port", "tcp://host:port" or "unix:///path" into a
 // network and an address for net.Dial.
 func splitAddr(addr string) (network, address string, err error) {
-	switch {
-	case addr == "":
-		return "", "", fmt.Errorf("%w: empty address", ErrConfig)
-	case strings.HasPrefix(addr, "unix://"):
-		p := strings.TrimPrefix(addr, "unix://")
-		if p == "" {
-			return "", "", fmt.Errorf("%w: empty socket path in %q", ErrConfig, addr)
-		}
-		return "unix", p, nil
-	case strings.HasPrefix(addr, "tcp://"):
-		addr = strings.TrimPrefix(addr, "tcp://")
-	case strings.Contains(addr, "://"):
-		return "", "", fmt.Errorf("%w: unknown scheme in %q (want tcp:// or unix://)", ErrConfig, addr)
+	network, address, err = netaddr.Split(addr)
+	if err != nil {
+		return "", "", fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return "", "", fmt.Errorf("%w: address %q: %w", ErrConfig, addr, err)
-	}
-	return "tcp", addr, nil
+	return network, address, nil
 }

@@ -5,30 +5,20 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/petrel-rpc/petrel/internal/netaddr"
 )
 
 // parseAddr splits a configured address into network and address:
 // "host:port" and "tcp://host:port" give tcp, "unix:///path" gives unix.
 func parseAddr(addr string) (network, address string, err error) {
-	switch {
-	case strings.HasPrefix(addr, "unix://"):
-		p := strings.TrimPrefix(addr, "unix://")
-		if p == "" {
-			return "", "", fmt.Errorf("%w: empty unix socket path in %q", ErrConfig, addr)
-		}
-		return "unix", p, nil
-	case strings.HasPrefix(addr, "tcp://"):
-		addr = strings.TrimPrefix(addr, "tcp://")
-	case strings.Contains(addr, "://"):
-		return "", "", fmt.Errorf("%w: unsupported scheme in %q", ErrConfig, addr)
+	network, address, err = netaddr.Split(addr)
+	if err != nil {
+		return "", "", fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return "", "", fmt.Errorf("%w: address %q: %w", ErrConfig, addr, err)
-	}
-	return "tcp", addr, nil
+	return network, address, nil
 }
 
 // prepareUnixSocket removes a stale socket file at path, but only when
