@@ -201,7 +201,6 @@ type rtls struct {
 	established atomic.Bool // the handshake succeeded; the loop may use conn
 	failed      atomic.Bool // the handshake failed: close
 	closeAfter  atomic.Bool // close once the queued ciphertext is flushed
-	peerClosed  bool        // close_notify or EOF from the peer (loop only)
 	peerEOF     bool        // crypto/tls reported the end of the peer's stream (loop only)
 	plainBuf    *[]byte     // pooled backing of plain, nil if plain is not pooled
 	plain       []byte      // decrypted bytes not yet served; nil when none

@@ -53,7 +53,7 @@ func ExampleMiddleware() {
 		for _, kv := range s.Attributes() {
 			switch kv.Key {
 			case petrelotel.StatusKey, petrelotel.RequestSizeKey, petrelotel.ResponseSizeKey:
-				fmt.Printf(", %s=%s", kv.Key, kv.Value.Emit())
+				fmt.Printf(", %s=%s", kv.Key, kv.Value.String())
 			}
 		}
 		fmt.Println()

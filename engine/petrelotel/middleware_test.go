@@ -147,11 +147,11 @@ func testSpans(t *testing.T, kind engine.Kind) {
 		}
 		for k, v := range want {
 			if got, ok := a[k]; !ok || got != v {
-				t.Errorf("%s: attribute %s = %v (present %v), want %v", tc.req, k, got.Emit(), ok, v.Emit())
+				t.Errorf("%s: attribute %s = %v (present %v), want %v", tc.req, k, got.String(), ok, v.String())
 			}
 		}
 		if p, ok := a["network.peer.port"]; !ok || p.AsInt64() <= 0 {
-			t.Errorf("%s: network.peer.port = %v", tc.req, p.Emit())
+			t.Errorf("%s: network.peer.port = %v", tc.req, p.String())
 		}
 		if seq := a[petrelotel.SeqKey].AsInt64(); seq < 2 {
 			t.Errorf("%s: petrel.seq = %d, want > 1 (the protocol check is 1)", tc.req, seq)
@@ -184,7 +184,7 @@ func TestUnixSocket(t *testing.T) {
 	}
 	a := attrs(spans[0])
 	if v := a["network.transport"]; v.AsString() != "unix" {
-		t.Errorf("network.transport = %q, want unix", v.Emit())
+		t.Errorf("network.transport = %q, want unix", v.String())
 	}
 	if _, ok := a["network.peer.port"]; ok {
 		t.Error("network.peer.port set on a Unix socket")

@@ -353,11 +353,3 @@ func heapInUse() uint64 {
 	runtime.ReadMemStats(&ms)
 	return ms.HeapInuse
 }
-
-// goroutinesSettle waits until the goroutine count is at most n+slack.
-func goroutinesSettle(t testing.TB, n, slack int) {
-	t.Helper()
-	waitFor(t, ioTimeout, fmt.Sprintf("goroutines to fall back to %d (+%d)", n, slack), func() bool {
-		return runtime.NumGoroutine() <= n+slack
-	})
-}
