@@ -65,6 +65,7 @@ func run() error {
 	if *verbose {
 		level = slog.LevelDebug
 	}
+	logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	cfg := engine.Config{
 		Addr:        *addr,
 		Engine:      engine.Kind(*engineKind),
@@ -73,7 +74,7 @@ func run() error {
 		MaxConns:    *maxConns,
 		ReadTimeout: *readTimeout,
 		IdleTimeout: *idleTimeout,
-		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		Logger:      logger,
 		Handlers: map[string]engine.Handler{
 			"echo":  echo,
 			"time":  now,
@@ -112,6 +113,10 @@ func run() error {
 	return err
 }
 
+// logger is the server's logger; with -v the sleep handler reports each
+// start at debug level (tests wait for it before signalling).
+var logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
 func echo(_ context.Context, req *engine.Request) (uint16, []byte, error) {
 	return 200, req.Payload, nil
 }
@@ -133,6 +138,7 @@ func sleep(ctx context.Context, req *engine.Request) (uint16, []byte, error) {
 	if err != nil {
 		return 0, nil, fmt.Errorf("sleep: %w", err)
 	}
+	logger.Debug("sleep handler started", "conn", req.Conn.ID, "duration", d)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

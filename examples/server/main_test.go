@@ -56,8 +56,11 @@ func TestMain(m *testing.M) {
 type proc struct {
 	cmd    *exec.Cmd
 	addr   string // as printed: host:port or unix:///path
-	stderr *strings.Builder
+	stderr *lockedBuilder
 	waited chan error
+	// sleeping receives a value each time the sleep handler logs that it
+	// started (the server runs with -v).
+	sleeping chan struct{}
 }
 
 func start(t *testing.T, args ...string) *proc {
@@ -67,11 +70,28 @@ func start(t *testing.T, args ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, stderr: &strings.Builder{}, waited: make(chan error, 1)}
-	cmd.Stderr = p.stderr
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, stderr: &lockedBuilder{}, waited: make(chan error, 1), sleeping: make(chan struct{}, 16)}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	stderrDone := make(chan struct{})
+	go func() {
+		defer close(stderrDone)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.stderr.WriteLine(sc.Text())
+			if strings.Contains(sc.Text(), "sleep handler started") {
+				select {
+				case p.sleeping <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
 	line := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -80,6 +100,7 @@ func start(t *testing.T, args ...string) *proc {
 		}
 		close(line)
 		io.Copy(io.Discard, stdout)
+		<-stderrDone // Wait closes the pipes: read them to the end first
 		p.waited <- cmd.Wait()
 	}()
 	t.Cleanup(func() {
@@ -182,7 +203,7 @@ func TestServer(t *testing.T) {
 					t.Cleanup(func() { os.RemoveAll(dir) })
 					addr = "unix://" + filepath.Join(dir, "s")
 				}
-				p := start(t, "-addr", addr, "-engine", eng)
+				p := start(t, "-addr", addr, "-engine", eng, "-v")
 				if network == "unix" && p.addr != addr {
 					t.Errorf("listening on %q, want %q", p.addr, addr)
 				}
@@ -216,11 +237,15 @@ func TestServer(t *testing.T) {
 				// SIGTERM with a request in flight: it is answered, then the
 				// process exits 0.
 				seq := c.send("sleep", "1s")
-				// The example prints nothing when a request starts, so give
-				// the request time to reach its handler: a request still in
-				// the socket buffer when the signal lands may be dropped by
-				// design (as an HTTP keep-alive request can be).
-				time.Sleep(200 * time.Millisecond)
+				// Signal only once the request has reached its handler (with
+				// -v the example logs it): a request still in the socket
+				// buffer when the signal lands may be dropped by design, as
+				// an HTTP keep-alive request can be.
+				select {
+				case <-p.sleeping:
+				case <-time.After(ioTimeout):
+					t.Fatalf("the sleep handler never started; stderr: %s", p.stderr)
+				}
 				if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 					t.Fatal(err)
 				}
@@ -259,4 +284,26 @@ func TestServerBadFlags(t *testing.T) {
 			t.Errorf("%v: err %v, output %s", args, err, out)
 		}
 	}
+}
+
+// lockedBuilder collects a process's stderr for failure messages; the
+// reading goroutine writes while a test may read.
+type lockedBuilder struct {
+	mu sync.Mutex // guards b
+	b  strings.Builder
+}
+
+// WriteLine appends one line.
+func (l *lockedBuilder) WriteLine(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(s)
+	l.b.WriteByte('\n')
+}
+
+// String returns what was collected so far.
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
