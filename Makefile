@@ -6,7 +6,7 @@ LONGFUZZ  ?= 60s
 # package:FuzzTarget pairs run by `make test` (briefly) and `make fuzz` (long).
 FUZZ      := ./codec:FuzzParse ./codec:FuzzRoundTrip ./internal/reliability:FuzzServerStream
 
-.PHONY: all build test vet race fuzz-short fuzz bench gobench lint soak clean
+.PHONY: all build test vet race full-size fuzz-short fuzz bench gobench lint soak clean
 
 all: build
 
@@ -26,7 +26,13 @@ fuzz-short:
 		./.ci/fuzz $$pkg $$name $(FUZZTIME); \
 	done
 
-test: vet race fuzz-short
+# Load tests that the race detector would slow tenfold (and so scale down)
+# run again at full size without it: 2,000 idle TLS connections, 500
+# concurrent handshakes.
+full-size:
+	$(GO) test -count=1 -run 'TestTLSIdleGoroutines|TestTLSManyHandshakes' ./engine/
+
+test: vet race full-size fuzz-short
 
 fuzz:
 	$(MAKE) fuzz-short FUZZTIME=$(LONGFUZZ)

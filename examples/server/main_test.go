@@ -58,8 +58,8 @@ type proc struct {
 	addr   string // as printed: host:port or unix:///path
 	stderr *lockedBuilder
 	waited chan error
-	// sleeping receives a value each time the sleep handler logs that it
-	// started (the server runs with -v).
+	// sleeping receives a value when the sleep handler logs that a 1s
+	// sleep started (the server runs with -v).
 	sleeping chan struct{}
 }
 
@@ -84,7 +84,9 @@ func start(t *testing.T, args ...string) *proc {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			p.stderr.WriteLine(sc.Text())
-			if strings.Contains(sc.Text(), "sleep handler started") {
+			// Only the long sleep the SIGTERM test sends counts: earlier,
+			// short ones must not leave a stale signal behind.
+			if strings.Contains(sc.Text(), "sleep handler started") && strings.Contains(sc.Text(), "duration=1s") {
 				select {
 				case p.sleeping <- struct{}{}:
 				default:
