@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/petrel-rpc/petrel/codec"
+	"github.com/petrel-rpc/petrel/internal/frameio"
 )
 
 // The handlers every system serves.
@@ -47,30 +48,50 @@ func floorRoute(req, payload []byte) route {
 
 var protoVersion = []byte{codec.ProtocolVersion}
 
-// floorStd is the minimal stdlib Petrel server: one goroutine per
-// connection, a growable read buffer parsed in place, one write per answer.
-type floorStd struct {
+// connServer accepts connections and serves each on a goroutine of its
+// own, keeping track of them so that Close can close them all and wait.
+type connServer struct {
 	ln    net.Listener
-	cfg   ServeConfig
 	wg    sync.WaitGroup
 	mu    sync.Mutex // guards conns
 	conns map[net.Conn]struct{}
 }
 
-func serveFloorStd(_ context.Context, c ServeConfig) (Server, error) {
-	ln, err := listen(c.Addr, c.TLS)
-	if err != nil {
-		return nil, err
-	}
-	s := &floorStd{ln: ln, cfg: c, conns: map[net.Conn]struct{}{}}
+// startConnServer serves ln with serve, which must return once its
+// connection is closed; the connection is closed after it returns.
+func startConnServer(ln net.Listener, serve func(net.Conn)) *connServer {
+	s := &connServer{ln: ln, conns: map[net.Conn]struct{}{}}
 	s.wg.Add(1)
-	go s.accept()
-	return s, nil
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.conns[c] = struct{}{}
+			s.mu.Unlock()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				serve(c)
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+				c.Close()
+			}()
+		}
+	}()
+	return s
 }
 
-func (s *floorStd) Addr() string { return lnAddr(s.ln) }
+// Addr returns the listening address.
+func (s *connServer) Addr() string { return lnAddr(s.ln) }
 
-func (s *floorStd) Close() error {
+// Close closes the listener and every connection, and waits for their
+// goroutines.
+func (s *connServer) Close() error {
 	err := s.ln.Close()
 	s.mu.Lock()
 	for c := range s.conns {
@@ -81,29 +102,21 @@ func (s *floorStd) Close() error {
 	return err
 }
 
-func (s *floorStd) accept() {
-	defer s.wg.Done()
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			return
-		}
-		if tc, ok := c.(*net.TCPConn); ok {
-			tc.SetNoDelay(true)
-		}
-		s.mu.Lock()
-		s.conns[c] = struct{}{}
-		s.mu.Unlock()
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.serveConn(c)
-			s.mu.Lock()
-			delete(s.conns, c)
-			s.mu.Unlock()
-			c.Close()
-		}()
+// floorStd is the minimal stdlib Petrel server: one goroutine per
+// connection, a growable read buffer parsed in place, one write per answer.
+type floorStd struct {
+	*connServer
+	cfg ServeConfig
+}
+
+func serveFloorStd(_ context.Context, c ServeConfig) (Server, error) {
+	ln, err := listen(c.Addr, c.TLS)
+	if err != nil {
+		return nil, err
 	}
+	s := &floorStd{cfg: c}
+	s.connServer = startConnServer(ln, s.serveConn)
+	return s, nil
 }
 
 func (s *floorStd) serveConn(c net.Conn) {
@@ -170,47 +183,16 @@ func writeFrame(w io.Writer, scratch *[]byte, f codec.Frame, mac *codec.MAC) err
 // frameReader reads Petrel frames from a stream into a buffer it grows as
 // needed, keeping bytes that arrive after a frame for the next one. Frames
 // it returns alias its buffer and are valid until the next call.
-type frameReader struct {
-	buf        []byte
-	start, end int // buf[start:end] is unparsed input
-}
+// frameReader reads frames for the load client and the stdlib floor;
+// a stream that ends inside a frame gives errShortFrame.
+type frameReader struct{ frameio.Reader }
 
 var errShortFrame = errors.New("connection closed in the middle of a frame")
 
 func (r *frameReader) next(rd io.Reader, opts codec.Options) (codec.Frame, error) {
-	for {
-		f, n, need, err := codec.Parse(r.buf[r.start:r.end], opts)
-		if err != nil {
-			return codec.Frame{}, err
-		}
-		if need == 0 {
-			r.start += n
-			if r.start == r.end {
-				r.start, r.end = 0, 0 // buffer drained: the next frame starts at 0
-			}
-			return f, nil
-		}
-		// Make room for at least need more bytes.
-		if r.start > 0 && r.end+need > len(r.buf) {
-			r.end = copy(r.buf, r.buf[r.start:r.end])
-			r.start = 0
-		}
-		if r.end+need > len(r.buf) {
-			size := max(2*len(r.buf), r.end+need, 4096)
-			nb := make([]byte, size)
-			r.end = copy(nb, r.buf[r.start:r.end])
-			r.start = 0
-			r.buf = nb
-		}
-		m, err := io.ReadAtLeast(rd, r.buf[r.end:], need)
-		r.end += m
-		if err != nil {
-			if r.end > r.start && errors.Is(err, io.EOF) {
-				err = errShortFrame
-			}
-			if m < need {
-				return codec.Frame{}, err
-			}
-		}
+	f, err := r.Next(rd, opts)
+	if err != nil && r.Buffered() > 0 && errors.Is(err, io.EOF) {
+		err = errShortFrame
 	}
+	return f, err
 }

@@ -33,13 +33,6 @@ func (e *RPCEcho) Sleep(args []byte, reply *[]byte) error {
 	return nil
 }
 
-type netRPCServer struct {
-	ln    net.Listener
-	wg    sync.WaitGroup
-	mu    sync.Mutex // guards conns
-	conns map[net.Conn]struct{}
-}
-
 func serveNetRPC(_ context.Context, c ServeConfig) (Server, error) {
 	srv := rpc.NewServer()
 	if err := srv.RegisterName("Echo", &RPCEcho{slow: c.Slow}); err != nil {
@@ -49,42 +42,7 @@ func serveNetRPC(_ context.Context, c ServeConfig) (Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &netRPCServer{ln: ln, conns: map[net.Conn]struct{}{}}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.conns[conn] = struct{}{}
-			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				srv.ServeConn(conn) // closes conn
-				s.mu.Lock()
-				delete(s.conns, conn)
-				s.mu.Unlock()
-			}()
-		}
-	}()
-	return s, nil
-}
-
-func (s *netRPCServer) Addr() string { return lnAddr(s.ln) }
-
-func (s *netRPCServer) Close() error {
-	err := s.ln.Close()
-	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-	return err
+	return startConnServer(ln, func(c net.Conn) { srv.ServeConn(c) }), nil
 }
 
 type netRPCCaller struct {

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -377,10 +376,9 @@ func (c *Client) roundTrip(req string, payload, dst []byte, fresh bool) (resp Re
 // send frames and writes one request.
 func (c *Client) send(req string, payload []byte, seq uint32) error {
 	var hdr [codec.HeaderLen]byte
-	binary.LittleEndian.PutUint16(hdr[0:2], uint16(codec.StatusRequest))
-	binary.LittleEndian.PutUint32(hdr[2:6], seq)
-	hdr[6] = uint8(len(req)) // checked: len(req) <= 255
-	binary.LittleEndian.PutUint32(hdr[7:11], uint32(len(payload)))
+	if err := codec.PutHeader(hdr[:], codec.StatusRequest, seq, len(req), len(payload)); err != nil {
+		return err // unreachable: checkCall validated both lengths
+	}
 	w := append(c.wbuf[:0], hdr[:]...)
 	w = append(w, req...)
 	if len(payload) <= copyLimit {

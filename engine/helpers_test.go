@@ -17,6 +17,7 @@ import (
 
 	"github.com/petrel-rpc/petrel/codec"
 	"github.com/petrel-rpc/petrel/engine"
+	"github.com/petrel-rpc/petrel/internal/frameio"
 )
 
 // ioTimeout bounds every blocking read or write a test client makes, so a
@@ -159,8 +160,7 @@ type client struct {
 	mac  *codec.MAC
 	opts codec.Options
 	seq  uint32
-	in   []byte // bytes read and not yet parsed
-	at   int    // start of unparsed bytes in in
+	rd   frameio.Reader
 	out  []byte
 }
 
@@ -172,7 +172,7 @@ func dialErr(t testing.TB, srv *engine.Server) (*client, error) {
 		return nil, err
 	}
 	t.Cleanup(func() { nc.Close() })
-	return &client{t: t, nc: nc, in: make([]byte, 0, 4096)}, nil
+	return &client{t: t, nc: nc}, nil
 }
 
 // dial connects to srv.
@@ -230,36 +230,13 @@ func (c *client) send(req string, payload []byte) uint32 {
 // client's buffer until the next read.
 func (c *client) recvErrTimeout(d time.Duration) (codec.Frame, error) {
 	c.nc.SetReadDeadline(time.Now().Add(d))
-	for {
-		f, n, need, err := codec.Parse(c.in[c.at:], c.opts)
-		if err != nil {
-			return codec.Frame{}, err
-		}
-		if n > 0 {
-			c.at += n
-			if c.mac != nil {
-				if err := c.mac.Verify(f.Payload, f.MAC); err != nil {
-					return f, fmt.Errorf("answer to seq %d: %w", f.Seq, err)
-				}
-			}
-			return f, nil
-		}
-		if c.at > 0 {
-			m := copy(c.in, c.in[c.at:])
-			c.in = c.in[:m]
-			c.at = 0
-		}
-		if free := cap(c.in) - len(c.in); free < need {
-			nb := make([]byte, len(c.in), len(c.in)+max(need, 4096))
-			copy(nb, c.in)
-			c.in = nb
-		}
-		m, err := c.nc.Read(c.in[len(c.in):cap(c.in)])
-		c.in = c.in[:len(c.in)+m]
-		if err != nil && m == 0 {
-			return codec.Frame{}, err
+	f, err := c.rd.Next(c.nc, c.opts)
+	if err == nil && c.mac != nil {
+		if err := c.mac.Verify(f.Payload, f.MAC); err != nil {
+			return f, fmt.Errorf("answer to seq %d: %w", f.Seq, err)
 		}
 	}
+	return f, err
 }
 
 func (c *client) recvErr() (codec.Frame, error) { return c.recvErrTimeout(ioTimeout) }

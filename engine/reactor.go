@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -231,7 +232,7 @@ func (t *reactorTransport) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if t.network == "unix" {
 		rc.info.PeerCred = peerCredFd(rc.fd)
 	}
-	rc.idle(t.wheel.now.Load())
+	rc.idle()
 	if srv.cfg.TLS != nil {
 		t.openTLS(rc)
 	}
@@ -252,9 +253,8 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	rc.wmu.Lock()
-	rc.closed = true
+	rc.gone.Store(true) // under wmu: no direct write can follow
 	rc.wmu.Unlock()
-	rc.gone.Store(true)
 	rc.ctx.cancel()
 	if rc.tls != nil {
 		rc.closeTLS()
@@ -290,10 +290,8 @@ func (t *reactorTransport) OnTraffic(c gnet.Conn) gnet.Action {
 			"backlog", c.InboundBuffered(), "limit", t.backlogLimit)
 		return gnet.Close
 	}
-	if rc.state.Load() != stateIdle {
-		if rc.state.CompareAndSwap(stateBusy, stateBusyPending) || rc.state.Load() == stateBusyPending {
-			return gnet.None
-		}
+	if rc.markPending() {
+		return gnet.None
 	}
 	return rc.process()
 }
@@ -371,8 +369,8 @@ func (o *overflowQueue) pop() *rconn {
 //
 // Ownership: while state is stateIdle the event loop owns everything here;
 // while busy, the worker running the request owns in and x, and the loop
-// only reads state. wmu guards closed, and is held by a worker for the
-// duration of a direct write to fd. An idle connection holds no buffer and
+// only reads state. OnClose sets gone under wmu, which a worker holds for
+// the duration of a direct write to fd. An idle connection holds no buffer and
 // no exchange: only this struct and gnet's.
 type rconn struct {
 	session
@@ -381,13 +379,12 @@ type rconn struct {
 	fd int
 
 	state    atomic.Int32
-	gone     atomic.Bool  // closed; the wheel drops it
+	gone     atomic.Bool  // closed (set under wmu); the wheel drops it
 	deadline atomic.Int64 // unix nanoseconds, or noDeadline
 
-	wmu        sync.Mutex // guards closed, flushing, outPending; held during a direct write
-	closed     bool
-	flushing   bool // TLS: the loop is writing queued ciphertext
-	outPending bool // TLS: gnet still held unsent ciphertext at the last flush
+	wmu        sync.Mutex // guards flushing, outPending and the setting of gone; held during a direct write
+	flushing   bool       // TLS: the loop is writing queued ciphertext
+	outPending bool       // TLS: gnet still held unsent ciphertext at the last flush
 
 	in      *bytebufferpool.ByteBuffer // frame bytes owned by this conn (partial or in flight)
 	want    int                        // total length of the frame accumulating in in, 0 if none
@@ -397,20 +394,29 @@ type rconn struct {
 	tls     *rtls                      // nil without TLS
 }
 
-func (rc *rconn) idle(now int64) {
-	if to := rc.srv.cfg.IdleTimeout; to > 0 {
-		rc.deadline.Store(now + int64(to))
+// arm sets the connection's deadline to timeout from the wheel's clock;
+// a timeout of zero or less means none.
+func (rc *rconn) arm(timeout time.Duration) {
+	if timeout > 0 {
+		rc.deadline.Store(rc.t.wheel.now.Load() + int64(timeout))
 	} else {
 		rc.deadline.Store(noDeadline)
 	}
 }
 
-func (rc *rconn) partial(now int64) {
-	if to := rc.srv.cfg.ReadTimeout; to > 0 {
-		rc.deadline.Store(now + int64(to))
-	} else {
-		rc.deadline.Store(noDeadline)
+func (rc *rconn) idle()    { rc.arm(rc.srv.cfg.IdleTimeout) }
+func (rc *rconn) partial() { rc.arm(rc.srv.cfg.ReadTimeout) }
+
+// markPending reports whether a request is in flight; if so it records
+// that bytes wait behind it, so the worker wakes the loop when done.
+// Loop goroutine.
+func (rc *rconn) markPending() bool {
+	if rc.state.Load() == stateIdle {
+		return false
 	}
+	// The worker may go idle between the load and the swap: then the
+	// loop serves the bytes itself.
+	return rc.state.CompareAndSwap(stateBusy, stateBusyPending) || rc.state.Load() == stateBusyPending
 }
 
 // process decodes and serves buffered frames. Loop goroutine only, with
@@ -437,14 +443,14 @@ func (rc *rconn) process() gnet.Action {
 			rc.want = 0
 			rc.reading = false
 			f, _, _, _ := codec.Parse(rc.in.B, rc.t.opts)
-			if act, done := rc.serve(f, len(rc.in.B), true); done {
+			if act, done := rc.serve(f, len(rc.in.B), true, len(buf) > take); done {
 				return act
 			}
 			continue
 		}
 		if len(buf) == 0 {
 			rc.reading = false
-			rc.idle(rc.t.wheel.now.Load())
+			rc.idle()
 			if srv.draining.Load() {
 				if c.OutboundBuffered() > 0 {
 					// gnet's close sends only what the socket takes at
@@ -475,7 +481,7 @@ func (rc *rconn) process() gnet.Action {
 				// The read timeout runs from a frame's first byte, not
 				// from each read: a trickling peer cannot extend it.
 				rc.reading = true
-				rc.partial(rc.t.wheel.now.Load())
+				rc.partial()
 			}
 			if len(buf) >= codec.HeaderLen {
 				// The header is here: collect the rest in our own buffer
@@ -490,7 +496,7 @@ func (rc *rconn) process() gnet.Action {
 		rc.reading = false
 		if rc.t.pool == nil {
 			// Inline: answer straight from gnet's buffer.
-			act, done := rc.serve(f, n, false)
+			act, done := rc.serve(f, n, false, false)
 			c.Discard(n)
 			if done {
 				return act
@@ -501,7 +507,7 @@ func (rc *rconn) process() gnet.Action {
 		rc.in.B = append(rc.in.B[:0], buf[:n]...)
 		c.Discard(n)
 		f, _, _, _ = codec.Parse(rc.in.B, rc.t.opts)
-		if act, done := rc.serve(f, n, true); done {
+		if act, done := rc.serve(f, n, true, len(buf) > n); done {
 			return act
 		}
 	}
@@ -514,10 +520,11 @@ func (s *session) logRefusal(err error) {
 		"remote", s.info.RemoteAddr, "status", int(st), "err", err)
 }
 
-// serve answers frame f (n bytes). owned says f lives in rc.in. In inline
-// mode it answers on the loop and reports done only when the connection
-// must close; in pool mode it hands f to a worker and reports done.
-func (rc *rconn) serve(f codec.Frame, n int, owned bool) (gnet.Action, bool) {
+// serve answers frame f (n bytes). owned says f lives in rc.in; pending,
+// that more bytes follow it in gnet's buffer. In inline mode it answers on
+// the loop and reports done only when the connection must close; in pool
+// mode it hands f to a worker and reports done.
+func (rc *rconn) serve(f codec.Frame, n int, owned, pending bool) (gnet.Action, bool) {
 	srv := rc.srv
 	c := rc.gc
 	x := srv.getExchange()
@@ -546,9 +553,10 @@ func (rc *rconn) serve(f codec.Frame, n int, owned bool) (gnet.Action, bool) {
 	rc.x = x
 	rc.direct = c.OutboundBuffered() == 0
 	rc.deadline.Store(noDeadline)
-	rc.state.Store(stateBusy)
-	if buffered, _ := c.Peek(-1); len(buffered) > 0 {
+	if pending {
 		rc.state.Store(stateBusyPending)
+	} else {
+		rc.state.Store(stateBusy)
 	}
 	rc.submit()
 	return gnet.None, true
@@ -630,7 +638,7 @@ func (rc *rconn) handle() {
 		// Write straight to the socket: no wake of the event loop when the
 		// kernel takes the whole answer, which it almost always does.
 		rc.wmu.Lock()
-		if rc.closed {
+		if rc.gone.Load() {
 			rc.wmu.Unlock()
 			rc.release()
 			return
@@ -704,7 +712,7 @@ func (rc *rconn) release() {
 // finish ends a request: the connection becomes idle, and the loop is woken
 // if frames wait in its buffer or the server is draining.
 func (rc *rconn) finish() {
-	rc.idle(rc.t.wheel.now.Load())
+	rc.idle()
 	if old := rc.state.Swap(stateIdle); old == stateBusyPending || rc.srv.draining.Load() {
 		rc.gc.Wake(nil)
 	}
@@ -712,29 +720,20 @@ func (rc *rconn) finish() {
 
 // gnetLogger adapts slog to gnet's and ants' logger interfaces. gnet's
 // messages are about its own internals: they go out at Debug, errors at
-// Warn.
-type gnetLogger struct {
-	l interface {
-		Debug(string, ...any)
-		Warn(string, ...any)
+// Warn; nothing is formatted unless the logger takes the level.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) log(level slog.Level, prefix, format string, args []any) {
+	if g.l.Enabled(context.Background(), level) {
+		g.l.Log(context.Background(), level, prefix+fmt.Sprintf(format, args...))
 	}
 }
 
 func (g gnetLogger) Debugf(format string, args ...any) {
-	g.l.Debug("gnet: " + fmt.Sprintf(format, args...))
+	g.log(slog.LevelDebug, "gnet: ", format, args)
 }
-func (g gnetLogger) Infof(format string, args ...any) {
-	g.l.Debug("gnet: " + fmt.Sprintf(format, args...))
-}
-func (g gnetLogger) Warnf(format string, args ...any) {
-	g.l.Debug("gnet: " + fmt.Sprintf(format, args...))
-}
-func (g gnetLogger) Errorf(format string, args ...any) {
-	g.l.Warn("gnet: " + fmt.Sprintf(format, args...))
-}
-func (g gnetLogger) Fatalf(format string, args ...any) {
-	g.l.Warn("gnet: " + fmt.Sprintf(format, args...))
-}
-func (g gnetLogger) Printf(format string, args ...any) {
-	g.l.Warn("ants: " + fmt.Sprintf(format, args...))
-}
+func (g gnetLogger) Infof(format string, args ...any)  { g.log(slog.LevelDebug, "gnet: ", format, args) }
+func (g gnetLogger) Warnf(format string, args ...any)  { g.log(slog.LevelDebug, "gnet: ", format, args) }
+func (g gnetLogger) Errorf(format string, args ...any) { g.log(slog.LevelWarn, "gnet: ", format, args) }
+func (g gnetLogger) Fatalf(format string, args ...any) { g.log(slog.LevelWarn, "gnet: ", format, args) }
+func (g gnetLogger) Printf(format string, args ...any) { g.log(slog.LevelWarn, "ants: ", format, args) }

@@ -106,7 +106,7 @@ func (p *tlsPipe) Write(b []byte) (int, error) {
 	rc := p.rc
 	rc.wmu.Lock()
 	p.mu.Lock()
-	if p.closed || rc.closed {
+	if p.closed || rc.gone.Load() {
 		p.mu.Unlock()
 		rc.wmu.Unlock()
 		return 0, net.ErrClosed
@@ -214,7 +214,7 @@ func (t *reactorTransport) openTLS(rc *rconn) {
 	rc.tls.pipe = newTLSPipe(rc)
 	rc.tls.conn = tls.Server(rc.tls.pipe, t.srv.cfg.TLS)
 	// Until the handshake is done, the handshake timeout applies.
-	rc.deadline.Store(t.wheel.now.Load() + int64(t.srv.cfg.HandshakeTimeout))
+	rc.arm(t.srv.cfg.HandshakeTimeout)
 }
 
 // processTLS is OnTraffic for a TLS connection. Loop goroutine.
@@ -292,10 +292,8 @@ func (rc *rconn) trafficTLS() gnet.Action {
 		}
 		return gnet.None
 	}
-	if rc.state.Load() != stateIdle {
-		if rc.state.CompareAndSwap(stateBusy, stateBusyPending) || rc.state.Load() == stateBusyPending {
-			return gnet.None
-		}
+	if rc.markPending() {
+		return gnet.None
 	}
 	return rc.decodeTLS()
 }
@@ -319,7 +317,7 @@ func (rc *rconn) handshake() {
 	st := x.conn.ConnectionState()
 	rc.info.TLS = &st
 	x.pipe.stopBlocking()
-	rc.idle(t.wheel.now.Load())
+	rc.idle()
 	x.established.Store(true)
 	// The first request often arrived with the client's Finished and sits
 	// inside crypto/tls already: no socket event will come for it.
@@ -343,7 +341,7 @@ func (rc *rconn) decodeTLS() gnet.Action {
 		if x.plainOff == len(x.plain) {
 			x.releasePlain()
 			rc.reading = false
-			rc.idle(rc.t.wheel.now.Load())
+			rc.idle()
 			if eof || srv.draining.Load() {
 				return gnet.Close
 			}
@@ -363,7 +361,7 @@ func (rc *rconn) decodeTLS() gnet.Action {
 		if n == 0 {
 			if !rc.reading {
 				rc.reading = true
-				rc.partial(rc.t.wheel.now.Load())
+				rc.partial()
 			}
 			if eof || srv.draining.Load() {
 				return gnet.Close
@@ -506,7 +504,7 @@ func (rc *rconn) handleTLS() {
 		rest := append([]byte(nil), rc.tls.plain[rc.tls.plainOff:]...)
 		rc.tls.plain, rc.tls.plainBuf, rc.tls.plainOff = rest, nil, 0
 	}
-	rc.idle(rc.t.wheel.now.Load())
+	rc.idle()
 	// Hand the connection back. The loop needs waking only if bytes
 	// arrived meanwhile, the answer closes the connection, the server is
 	// draining, or ciphertext is still queued (the pipe woke it for that).

@@ -71,6 +71,7 @@ func Listen(cfg Config) (*Server, error) {
 	if len(cfg.HMACKey) > 0 {
 		s.mac = codec.NewMAC(cfg.HMACKey)
 	}
+	s.exchanges.New = func() any { return s.newExchange() }
 	for name, h := range cfg.Handlers {
 		if err := s.handlers.add(name, h); err != nil {
 			return nil, err

@@ -15,6 +15,7 @@ import (
 
 	"github.com/petrel-rpc/petrel/codec"
 	"github.com/petrel-rpc/petrel/engine"
+	"github.com/petrel-rpc/petrel/internal/frameio"
 )
 
 // ioTimeout bounds every blocking read or write a test client makes, so a
@@ -144,8 +145,7 @@ type conn struct {
 	mac  *codec.MAC
 	opts codec.Options
 	seq  uint32
-	in   []byte // bytes read and not yet parsed start at in[at:]
-	at   int
+	rd   frameio.Reader
 	out  []byte
 }
 
@@ -163,7 +163,7 @@ func dialAddr(a net.Addr, key []byte) (*conn, error) {
 }
 
 func newConn(nc net.Conn, key []byte) *conn {
-	c := &conn{nc: nc, in: make([]byte, 0, 4096), opts: codec.Options{MaxPayload: 1 << 30}}
+	c := &conn{nc: nc, opts: codec.Options{MaxPayload: 1 << 30}}
 	if key != nil {
 		c.mac = codec.NewMAC(key)
 		c.opts.MAC = true
@@ -222,39 +222,20 @@ func (c *conn) send(req string, payload []byte) (uint32, error) {
 // error (io.EOF, ECONNRESET).
 func (c *conn) recv(d time.Duration) (codec.Frame, error) {
 	c.nc.SetReadDeadline(time.Now().Add(d))
-	for {
-		f, n, need, err := codec.Parse(c.in[c.at:], c.opts)
-		if err != nil {
-			return codec.Frame{}, err
+	f, err := c.rd.Next(c.nc, c.opts)
+	if err != nil {
+		if isClosed(err) && c.rd.Buffered() > 0 {
+			have := c.rd.Buffered()
+			return codec.Frame{}, fmt.Errorf("%w (%d bytes of %d): %w", errTorn, have, have+c.rd.Missing(), err)
 		}
-		if n > 0 {
-			c.at += n
-			if c.mac != nil {
-				if err := c.mac.Verify(f.Payload, f.MAC); err != nil {
-					return f, fmt.Errorf("answer to seq %d: %w", f.Seq, err)
-				}
-			}
-			return f, nil
-		}
-		if c.at > 0 {
-			m := copy(c.in, c.in[c.at:])
-			c.in = c.in[:m]
-			c.at = 0
-		}
-		if free := cap(c.in) - len(c.in); free < need {
-			nb := make([]byte, len(c.in), len(c.in)+max(need, 4096))
-			copy(nb, c.in)
-			c.in = nb
-		}
-		m, err := c.nc.Read(c.in[len(c.in):cap(c.in)])
-		c.in = c.in[:len(c.in)+m]
-		if err != nil && m == 0 {
-			if isClosed(err) && len(c.in) > 0 {
-				return codec.Frame{}, fmt.Errorf("%w (%d bytes of %d): %w", errTorn, len(c.in), len(c.in)+need, err)
-			}
-			return codec.Frame{}, err
+		return codec.Frame{}, err
+	}
+	if c.mac != nil {
+		if err := c.mac.Verify(f.Payload, f.MAC); err != nil {
+			return f, fmt.Errorf("answer to seq %d: %w", f.Seq, err)
 		}
 	}
+	return f, nil
 }
 
 // call sends a request and reads its answer, checking that the answer

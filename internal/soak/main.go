@@ -42,6 +42,7 @@ import (
 
 	"github.com/petrel-rpc/petrel/codec"
 	"github.com/petrel-rpc/petrel/engine"
+	"github.com/petrel-rpc/petrel/internal/frameio"
 )
 
 const (
@@ -369,8 +370,7 @@ type conn struct {
 	nc  net.Conn
 	mac *codec.MAC
 	seq uint32
-	in  []byte
-	at  int
+	rd  frameio.Reader
 	out []byte
 }
 
@@ -379,7 +379,7 @@ func dial(s *server) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{s: s, nc: nc, in: make([]byte, 0, 4096)}
+	c := &conn{s: s, nc: nc}
 	if s.key != nil {
 		c.mac = codec.NewMAC(s.key)
 	}
@@ -404,38 +404,23 @@ func (c *conn) write(b []byte) error {
 func (c *conn) recv(d time.Duration) (codec.Frame, error) {
 	c.nc.SetReadDeadline(time.Now().Add(d))
 	opts := codec.Options{MaxPayload: maxPayload + 1<<10, MAC: c.mac != nil}
-	for {
-		f, n, need, err := codec.Parse(c.in[c.at:], opts)
-		if err != nil {
+	f, err := c.rd.Next(c.nc, opts)
+	if err != nil {
+		var le *codec.LimitError
+		switch {
+		case errors.As(err, &le):
 			return f, fmt.Errorf("answer header: %w", err)
+		case c.rd.Buffered() > 0 && closed(err):
+			return codec.Frame{}, fmt.Errorf("%w: %d bytes: %w", errTorn, c.rd.Buffered(), err)
 		}
-		if n > 0 {
-			c.at += n
-			if c.mac != nil {
-				if err := c.mac.Verify(f.Payload, f.MAC); err != nil {
-					return f, fmt.Errorf("answer seq %d: %w", f.Seq, err)
-				}
-			}
-			return f, nil
-		}
-		if c.at > 0 {
-			m := copy(c.in, c.in[c.at:])
-			c.in, c.at = c.in[:m], 0
-		}
-		if cap(c.in)-len(c.in) < need {
-			nb := make([]byte, len(c.in), len(c.in)+max(need, 4096))
-			copy(nb, c.in)
-			c.in = nb
-		}
-		m, err := c.nc.Read(c.in[len(c.in):cap(c.in)])
-		c.in = c.in[:len(c.in)+m]
-		if err != nil && m == 0 {
-			if len(c.in) > 0 && closed(err) {
-				return codec.Frame{}, fmt.Errorf("%w: %d bytes: %w", errTorn, len(c.in), err)
-			}
-			return codec.Frame{}, err
+		return codec.Frame{}, err
+	}
+	if c.mac != nil {
+		if err := c.mac.Verify(f.Payload, f.MAC); err != nil {
+			return f, fmt.Errorf("answer seq %d: %w", f.Seq, err)
 		}
 	}
+	return f, nil
 }
 
 func closed(err error) bool {
