@@ -67,7 +67,11 @@ func run() error {
 	if flag.Arg(0) == "run" {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
-		return runProgram(ctx, addr, func(a string) { fmt.Printf("listening on %s\n", a) })
+		final, err := runProgram(ctx, addr, func(a string) { fmt.Printf("listening on %s\n", a) })
+		if final != "" {
+			fmt.Printf("stopped: %s\n", final)
+		}
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -136,8 +140,9 @@ func sameUser(next engine.Handler) engine.Handler {
 
 // runProgram runs the program until ctx ends or a stop command arrives:
 // the work in the background and the control server on addr. It calls
-// ready with the server's address once the server listens.
-func runProgram(ctx context.Context, addr string, ready func(addr string)) error {
+// ready with the server's address once the server listens, and returns the
+// work's final status.
+func runProgram(ctx context.Context, addr string, ready func(addr string)) (final string, err error) {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	w := &worker{}
@@ -160,7 +165,7 @@ func runProgram(ctx context.Context, addr string, ready func(addr string)) error
 		},
 	})
 	if err != nil {
-		return err
+		return "", err
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { w.work(ctx) })
@@ -171,8 +176,7 @@ func runProgram(ctx context.Context, addr string, ready func(addr string)) error
 	defer cancel()
 	err = srv.Shutdown(sctx)
 	wg.Wait()
-	fmt.Printf("stopped: %s\n", w.status())
-	return err
+	return w.status(), err
 }
 
 // command sends one command to the program at addr and returns its answer.
@@ -201,8 +205,11 @@ func demo() error {
 
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
+	var final string
 	go func() {
-		done <- runProgram(ctx, "unix://"+filepath.Join(dir, "control.sock"), func(a string) { ready <- a })
+		var err error
+		final, err = runProgram(ctx, "unix://"+filepath.Join(dir, "control.sock"), func(a string) { ready <- a })
+		done <- err
 	}()
 	var addr string
 	select {
@@ -219,5 +226,9 @@ func demo() error {
 		}
 		fmt.Printf("%s: %s\n", cmd, answer)
 	}
-	return <-done
+	// Printed here, after the stop command's answer: the program may
+	// finish stopping before this goroutine has printed that answer.
+	err = <-done
+	fmt.Printf("stopped: %s\n", final)
+	return err
 }
