@@ -35,6 +35,8 @@ var demos = []struct {
 	{"tls", []string{
 		"client with a certificate: hello, alice\n",
 		"client without a certificate: refused: ",
+		"alice on secret: the secret is 42\n",
+		"bob on secret: status 1403: not authorised\n",
 	}},
 	{"control", []string{
 		"status: running, ",

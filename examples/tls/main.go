@@ -4,7 +4,9 @@
 // "alice", all in memory; then it runs a server that requires and verifies
 // client certificates, a client with alice's certificate, whom the server
 // greets by the certificate's common name, and a client without a
-// certificate, which the server refuses.
+// certificate, which the server refuses. Last, authorisation by
+// certificate: the "secret" handler admits only alice, so bob, whose
+// certificate the same CA signed, gets status 1403.
 //
 //	go run ./examples/tls
 //
@@ -27,6 +29,7 @@ import (
 	"time"
 
 	"github.com/petrel-rpc/petrel/client"
+	"github.com/petrel-rpc/petrel/codec"
 	"github.com/petrel-rpc/petrel/engine"
 )
 
@@ -48,6 +51,27 @@ func hello(_ context.Context, req *engine.Request) (uint16, []byte, error) {
 	return 200, []byte("hello, " + st.PeerCertificates[0].Subject.CommonName), nil
 }
 
+// requireCN authorises by certificate: only clients whose verified
+// certificate names one of names reach next; others get 1403, an
+// application status (codes above 1024 are the application's).
+func requireCN(next engine.Handler, names ...string) engine.Handler {
+	allowed := map[string]bool{}
+	for _, n := range names {
+		allowed[n] = true
+	}
+	return func(ctx context.Context, req *engine.Request) (uint16, []byte, error) {
+		st := req.Conn.TLS
+		if st == nil || len(st.VerifiedChains) == 0 || !allowed[st.VerifiedChains[0][0].Subject.CommonName] {
+			return 1403, []byte("not authorised"), nil
+		}
+		return next(ctx, req)
+	}
+}
+
+func secret(context.Context, *engine.Request) (uint16, []byte, error) {
+	return 200, []byte("the secret is 42"), nil
+}
+
 func run() error {
 	ca, err := newCA()
 	if err != nil {
@@ -61,6 +85,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	bobCert, err := ca.issue("bob", false)
+	if err != nil {
+		return err
+	}
 
 	srv, err := engine.Listen(engine.Config{
 		Addr: "127.0.0.1:0",
@@ -70,7 +98,10 @@ func run() error {
 			ClientAuth:   tls.RequireAndVerifyClientCert,
 			MinVersion:   tls.VersionTLS13,
 		},
-		Handlers: map[string]engine.Handler{"hello": hello},
+		Handlers: map[string]engine.Handler{
+			"hello":  hello,
+			"secret": requireCN(secret, "alice"),
+		},
 	})
 	if err != nil {
 		return err
@@ -92,11 +123,16 @@ func run() error {
 		return fmt.Errorf("client with a certificate: %w", err)
 	}
 	resp, err := alice.Call(ctx, "hello", nil)
-	alice.Close()
 	if err != nil {
+		alice.Close()
 		return fmt.Errorf("client with a certificate: %w", err)
 	}
 	fmt.Printf("client with a certificate: %s\n", resp.Payload)
+	aliceSecret, err := alice.Call(ctx, "secret", nil)
+	alice.Close()
+	if err != nil {
+		return fmt.Errorf("alice on secret: %w", err)
+	}
 
 	// A client without one: the server aborts the handshake. Under TLS 1.3
 	// the client learns it on its first read, which is Dial's protocol
@@ -110,6 +146,28 @@ func run() error {
 		return errors.New("client without a certificate: the server accepted it")
 	}
 	fmt.Printf("client without a certificate: refused: %v\n", err)
+
+	// Authorisation by certificate: both are authenticated, only alice is
+	// authorised.
+	fmt.Printf("alice on secret: %s\n", aliceSecret.Payload)
+	bob, err := client.Dial(ctx, client.Config{
+		Addr: srv.AddrString(),
+		TLS: &tls.Config{
+			RootCAs:      ca.pool,
+			Certificates: []tls.Certificate{bobCert},
+			MinVersion:   tls.VersionTLS13,
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("bob: %w", err)
+	}
+	_, err = bob.Call(ctx, "secret", nil)
+	bob.Close()
+	var se *codec.StatusError
+	if !errors.As(err, &se) || se.Status != 1403 {
+		return fmt.Errorf("bob on secret: got %v, want status 1403", err)
+	}
+	fmt.Printf("bob on secret: status %d: %s\n", int(se.Status), se.Reason)
 
 	return srv.Shutdown(ctx)
 }
