@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -186,10 +187,78 @@ func TestSuiteEndToEnd(t *testing.T) {
 			t.Errorf("chart %s missing or empty among %v", want, files)
 		}
 	}
+	// Ratios come from the rounds, paired with the baseline.
+	for _, sr := range rep.Scenarios {
+		if sr.Scenario.Name != ladder.Name {
+			continue
+		}
+		for _, res := range sr.Results {
+			st := res.Figures["throughput"]
+			if res.System == rep.Baseline || st == nil {
+				continue
+			}
+			if st.Ratio <= 0 || st.RatioMin > st.Ratio || st.RatioMax < st.Ratio {
+				t.Errorf("%s/%s: ratio %v not within its range %v–%v", sr.Scenario.Name, res.System, st.Ratio, st.RatioMin, st.RatioMax)
+			}
+		}
+	}
 	var cmp bytes.Buffer
-	Compare(&cmp, back, rep)
+	ag := Compare(&cmp, back, rep)
 	if !strings.Contains(cmp.String(), "c4-64B") || !strings.Contains(cmp.String(), "+0%") {
 		t.Errorf("comparing a report with itself:\n%s", cmp.String())
+	}
+	if ag.Ratios == 0 || ag.RatiosAgree != ag.Ratios || ag.FiguresAgree != ag.Figures || len(ag.Differ) != 0 {
+		t.Errorf("a report disagrees with itself: %+v\n%s", ag, cmp.String())
+	}
+}
+
+// TestCompareAgreement: runs agree on a figure when their min–max ranges
+// over the rounds overlap, for absolute figures and ratios alike, and each
+// disagreeing ratio is named.
+func TestCompareAgreement(t *testing.T) {
+	mk := func(base, sys []float64) *Report {
+		sc := Scenario{Name: "c1", Conns: 1, Payload: 8, Repeats: len(base)}
+		sr := &ScenarioResult{Scenario: sc}
+		for _, x := range []struct {
+			name string
+			v    []float64
+		}{{"std", base}, {"reactor-pool", sys}} {
+			res := &Result{System: x.name}
+			for i, v := range x.v {
+				res.Samples = append(res.Samples, Sample{Repeat: i, Throughput: v, P50us: 1e6 / v, P99us: 2e6 / v, CPUusPerReq: 1})
+			}
+			sr.Results = append(sr.Results, res)
+		}
+		r := &Report{Baseline: "std", Scenarios: []*ScenarioResult{sr}}
+		r.summarize()
+		return r
+	}
+	// The machine got 30% slower between the runs, for both systems alike.
+	old := mk([]float64{100, 104, 98}, []float64{120, 122, 119})
+	cur := mk([]float64{70, 72, 69}, []float64{84, 86, 83})
+	var out bytes.Buffer
+	ag := Compare(&out, old, cur)
+	if ag.Ratios != 4 || ag.RatiosAgree != 4 {
+		t.Errorf("drift shared by every system: %d of %d ratios agree, want 4 of 4\n%s", ag.RatiosAgree, ag.Ratios, out.String())
+	}
+	if ag.Figures != 8 || ag.FiguresAgree != 2 { // only CPU µs/req did not move
+		t.Errorf("absolute figures: %d of %d agree, want 2 of 8\n%s", ag.FiguresAgree, ag.Figures, out.String())
+	}
+	if want := 4 * 2.0 / 20; math.Abs(ag.ByChance-want) > 1e-9 { // 3 rounds each: 2/C(6,3)
+		t.Errorf("ByChance = %v, want %v", ag.ByChance, want)
+	}
+	if p := apartByChance(5, 5); math.Abs(p-2.0/252) > 1e-12 {
+		t.Errorf("apartByChance(5, 5) = %v, want 2/252", p)
+	}
+	// Now reactor-pool alone got slower.
+	cur = mk([]float64{100, 104, 98}, []float64{90, 95, 92})
+	out.Reset()
+	ag = Compare(&out, old, cur)
+	if ag.RatiosAgree != 1 || len(ag.Differ) != 3 || !strings.Contains(ag.Differ[0], "c1/reactor-pool req/s") {
+		t.Errorf("a real change: %+v\n%s", ag, out.String())
+	}
+	if !strings.Contains(out.String(), "≠") {
+		t.Errorf("no ≠ mark:\n%s", out.String())
 	}
 }
 

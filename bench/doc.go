@@ -8,6 +8,20 @@
 // The command bench/cmd/petrel-bench wraps [Run]; the same binary plays the
 // server role ([ServeMain]) when started with -serve.
 //
+// # Rounds
+//
+// A load scenario starts every system's server and opens all its
+// connections first, and keeps them for the whole scenario. Then each of
+// Scenario.Repeats rounds measures every system once, side by side: a
+// warm-up, then a slice of Scenario.Duration, in an order rotated from round
+// to round. A figure is the median over the rounds with half their min–max
+// range as its spread; a ratio to the baseline is the median of each
+// round's ratio, so a drift of the machine during the run cancels out of
+// it. [Compare] checks two runs against each other figure by figure: they
+// agree on a figure when its min–max ranges overlap. The idle scenario
+// starts a fresh server per round instead, so that the memory it measures
+// is the connections' alone.
+//
 // # The server role and its control channel
 //
 // The parent starts the child as `EXE -serve SYSTEM -addr ADDR [-hmac KEY]
@@ -29,6 +43,7 @@
 // scenario reads RSS and heap after runtime/debug.FreeOSMemory, before and
 // after opening its connections. During every load point the parent also
 // reads /proc/stat: CPU that neither process used (other programs, or the
-// hypervisor's steal) is reported, and scenarios where it exceeded a quarter
-// of a CPU are flagged as disturbed.
+// hypervisor's steal) is reported; a slice where it exceeded a quarter of a
+// CPU is measured again (up to twice), and scenarios where it stayed above
+// are flagged as disturbed.
 package bench

@@ -36,8 +36,11 @@ type Sample struct {
 	// What else the machine did during a load point, in CPUs: other
 	// processes (beyond the server and the load generator) and hypervisor
 	// steal. Anything much above zero disturbs the figures.
-	OtherCPUs      float64 `json:"other_cpus"`
-	StealCPUs      float64 `json:"steal_cpus"`
+	OtherCPUs float64 `json:"other_cpus"`
+	StealCPUs float64 `json:"steal_cpus"`
+	// Retried is how many earlier measurements of this slice were
+	// discarded because other processes disturbed them.
+	Retried        int     `json:"retried,omitempty"`
 	ConnectSeconds float64 `json:"connect_seconds,omitempty"`
 }
 
@@ -157,14 +160,49 @@ func stamp(b []byte, conn int, n int64) {
 	}
 }
 
-// load runs sc's synchronous load against the child and measures it.
-func (r *runner) load(ctx context.Context, c *child, s System, sc Scenario, d dialConfig) (Sample, error) {
+// session is one system's server process and open connections for a load
+// scenario, kept for all of the scenario's rounds.
+type session struct {
+	sys     System
+	c       *child
+	callers []caller
+	seq     []int64 // the last request number sent on each connection
+	slices  int     // slices run so far
+}
+
+// open starts s's server for sc and opens sc.Conns connections to it.
+func (r *runner) open(ctx context.Context, s System, sc Scenario) (*session, error) {
+	c, d, err := r.start(ctx, s, sc)
+	if err != nil {
+		return nil, err
+	}
 	callers, err := dialAll(ctx, s.Protocol, d, sc.Conns, nil)
 	if err != nil {
-		return Sample{}, err
+		c.stop()
+		return nil, err
 	}
-	defer closeAll(callers)
-	deadline := time.Now().Add(sc.Warmup + sc.Duration + time.Minute)
+	return &session{sys: s, c: c, callers: callers, seq: make([]int64, len(callers))}, nil
+}
+
+// close closes the connections and stops the server, returning the
+// server's failure if it had one.
+func (ss *session) close() error {
+	closeAll(ss.callers)
+	return ss.c.stop()
+}
+
+// slice runs sc's synchronous load on every connection of ss for a
+// warm-up, then measures it for sc.Duration. The warm-up is sc.Warmup on
+// the session's first slice and half that later, when the server and the
+// connections are warm already and only the load restarts.
+func (r *runner) slice(ctx context.Context, ss *session, sc Scenario) (Sample, error) {
+	s, c, callers := ss.sys, ss.c, ss.callers
+	warmup := sc.Warmup
+	if ss.slices > 0 {
+		warmup /= 2
+	}
+	ss.slices++
+	deadline := time.Now().Add(warmup + sc.Duration + time.Minute)
 	for _, cl := range callers {
 		cl.setDeadline(deadline)
 	}
@@ -188,7 +226,8 @@ func (r *runner) load(ctx context.Context, c *child, s System, sc Scenario, d di
 			rng := rand.New(rand.NewPCG(uint64(i), 42))
 			payload := make([]byte, sc.Payload)
 			fillPayload(payload, i)
-			for n := int64(1); ; n++ {
+			for n := ss.seq[i] + 1; ; n++ {
+				ss.seq[i] = n
 				ph := phase.Load()
 				if ph == stopping {
 					return
@@ -240,7 +279,7 @@ func (r *runner) load(ctx context.Context, c *child, s System, sc Scenario, d di
 			return ctx.Err()
 		}
 	}
-	if err := wait(sc.Warmup); err != nil {
+	if err := wait(warmup); err != nil {
 		return finish(err)
 	}
 	before, err := c.stats(ctx, false)

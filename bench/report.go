@@ -53,16 +53,24 @@ type Result struct {
 	Figures map[string]*Stat `json:"figures,omitempty"` // by metric key
 }
 
-// Stat summarizes one figure over the repeats.
+// Stat summarizes one figure over the rounds.
 type Stat struct {
 	Median float64 `json:"median"`
 	Min    float64 `json:"min"`
 	Max    float64 `json:"max"`
 	// SpreadPct is half the min–max range as a percentage of the median.
 	SpreadPct float64 `json:"spread_pct"`
-	// Ratio is Median over the baseline's median in the same scenario;
-	// absent for the baseline itself or when it did not run.
+	// Ratio is the figure over the baseline's in the same scenario: the
+	// median of the ratios of each round's samples (a round measures every
+	// system once, side by side), or, when rounds cannot be paired, Median
+	// over the baseline's median. Absent for the baseline itself or when
+	// it did not run.
 	Ratio float64 `json:"ratio,omitempty"`
+	// RatioMin and RatioMax are the range of the rounds' ratios, and
+	// RatioSpreadPct half that range as a percentage of Ratio.
+	RatioMin       float64 `json:"ratio_min,omitempty"`
+	RatioMax       float64 `json:"ratio_max,omitempty"`
+	RatioSpreadPct float64 `json:"ratio_spread_pct,omitempty"`
 }
 
 // metric is one figure of a sample.
@@ -176,14 +184,37 @@ func (r *Report) summarize() {
 			if res == base || res.Figures == nil {
 				continue
 			}
-			for k, st := range res.Figures {
-				if b := base.Figures[k]; b != nil && b.Median != 0 {
-					st.Ratio = st.Median / b.Median
-				}
+			for _, m := range metricsOf(sr.Scenario) {
+				pairRatios(res.Figures[m.key], m, res.Samples, base.Figures[m.key], base.Samples)
 			}
 		}
 	}
 	r.noteDisturbed(disturbed)
+}
+
+// pairRatios fills st's ratio to the baseline b from the samples of the
+// same rounds (s and bs): their median and range.
+func pairRatios(st *Stat, m metric, s []Sample, b *Stat, bs []Sample) {
+	if st == nil || b == nil || b.Median == 0 {
+		return
+	}
+	byRound := map[int]float64{}
+	for _, x := range bs {
+		byRound[x.Repeat] = m.get(x)
+	}
+	var v []float64
+	for _, x := range s {
+		if bv, ok := byRound[x.Repeat]; ok && bv != 0 {
+			v = append(v, m.get(x)/bv)
+		}
+	}
+	if len(v) == 0 {
+		st.Ratio = st.Median / b.Median
+		st.RatioMin, st.RatioMax = st.Ratio, st.Ratio
+		return
+	}
+	r := summarize1(v)
+	st.Ratio, st.RatioMin, st.RatioMax, st.RatioSpreadPct = r.Median, r.Min, r.Max, r.SpreadPct
 }
 
 func (r *Report) noteDisturbed(disturbed []string) {
@@ -251,7 +282,7 @@ func ratio(st *Stat) string {
 	if st == nil || st.Ratio == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.2f×", st.Ratio)
+	return fmt.Sprintf("%.2f× ±%.0f%%", st.Ratio, st.RatioSpreadPct)
 }
 
 func med(st *Stat) string {
@@ -262,19 +293,19 @@ func med(st *Stat) string {
 }
 
 // WriteTable writes the report as readable tables: per scenario, the median
-// of each figure with its spread over the repeats and ratios to the
+// of each figure with its spread over the rounds and ratios to the
 // baseline.
 func (r *Report) WriteTable(w io.Writer) {
 	m := r.Machine
 	fmt.Fprintf(w, "Petrel benchmark — %s (cpuid: %d physical / %d logical cores), %d CPUs usable, %s, commit %s\n",
 		m.CPU, m.PhysicalCores, m.LogicalCores, m.NumCPU, m.GoVersion, short(m.Commit))
-	fmt.Fprintf(w, "Server and load generator share this machine; figures are medians over the repeats, ±half the min–max range; ×%s = ratio to %s in this run.\n", r.Baseline, r.Baseline)
+	fmt.Fprintf(w, "Server and load generator share this machine. Each round measures every system once, side by side; figures are medians over the rounds ±half their min–max range; ×%s is the median of each round's ratio to %s, ±half their range.\n", r.Baseline, r.Baseline)
 	b := "×" + r.Baseline
 	for _, sr := range r.Scenarios {
 		sc := sr.Scenario
-		reps := fmt.Sprintf("%d×", sc.Repeats)
+		reps := fmt.Sprintf("%d rounds", sc.Repeats)
 		if !sc.Idle {
-			reps += " " + sc.Duration.String()
+			reps += " of " + sc.Duration.String()
 		}
 		fmt.Fprintf(w, "\n== %s: %s (%s)\n", sc.Name, sr.Description, reps)
 		if sr.Disturbed > busyCPUs {
@@ -284,7 +315,7 @@ func (r *Report) WriteTable(w io.Writer) {
 		if sc.Idle {
 			fmt.Fprintf(tw, "system\tRSS B/conn\t%s\theap B/conn\tgoroutines/conn\tserver RSS MB\tconnect s\t\n", b)
 		} else {
-			fmt.Fprintf(tw, "system\treq/s\t%s\tp50 µs\tp99 µs\t%s\tp99.9 µs\tCPU µs/req\t%s\tallocs/req\tRSS MB\t\n", b, b, b)
+			fmt.Fprintf(tw, "system\treq/s\t%s\tp50 µs\t%s\tp99 µs\t%s\tp99.9 µs\tCPU µs/req\t%s\tallocs/req\tRSS MB\t\n", b, b, b, b)
 		}
 		var skipped []string
 		for _, res := range sr.Results {
@@ -301,9 +332,9 @@ func (r *Report) WriteTable(w io.Writer) {
 					med(f["heap_per_conn_bytes"]), fmt.Sprintf("%.2f", f["goroutines_per_conn"].Median),
 					med(f["rss_mb"]), med(f["connect_seconds"]))
 			} else {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.System,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.System,
 					spread(f["throughput"]), ratio(f["throughput"]),
-					med(f["p50_us"]), spread(f["p99_us"]), ratio(f["p99_us"]), med(f["p999_us"]),
+					spread(f["p50_us"]), ratio(f["p50_us"]), spread(f["p99_us"]), ratio(f["p99_us"]), med(f["p999_us"]),
 					spread(f["cpu_us_per_req"]), ratio(f["cpu_us_per_req"]),
 					med(f["allocs_per_req"]), med(f["rss_mb"]))
 			}
@@ -332,12 +363,57 @@ func short(commit string) string {
 	return commit
 }
 
+// Agreement counts, for [Compare], the figures that two reports both have
+// and how many of them agree: their min–max ranges over the rounds
+// overlap.
+type Agreement struct {
+	Figures, FiguresAgree int // absolute figures, every system
+	Ratios, RatiosAgree   int // ratios to the baseline, every other system
+	// Differ names the ratios that do not agree, as
+	// "scenario/system figure: old range vs new range".
+	Differ []string
+	// ByChance is how many ratios would not agree on average even if both
+	// runs sampled one steady machine: with n and m rounds, all of one
+	// run's values fall on one side of all of the other's with probability
+	// 2·n!·m!/(n+m)! (2/252 for 5 rounds each).
+	ByChance float64
+}
+
+// apartByChance is the probability that n and m values drawn from one
+// continuous distribution make min–max ranges that do not overlap.
+func apartByChance(n, m int) float64 {
+	if n == 0 || m == 0 {
+		return 0
+	}
+	p := 2.0
+	for i := 1; i <= m; i++ { // n!·m!/(n+m)! = 1/C(n+m, m)
+		p *= float64(i) / float64(n+i)
+	}
+	return p
+}
+
+// compared are the figures Compare checks, by metric key.
+var compared = []struct{ key, title string }{
+	{"throughput", "req/s"}, {"p50_us", "p50 µs"}, {"p99_us", "p99 µs"}, {"cpu_us_per_req", "CPU µs/req"},
+}
+
+// overlap reports whether the ranges [a0,a1] and [b0,b1] meet, give or
+// take tol: half a unit of the precision a figure is printed with, so that
+// ranges printed alike (0.07–0.07 and 0.07–0.07) are not called apart.
+func overlap(a0, a1, b0, b1, tol float64) bool { return a0 <= b1+tol && b0 <= a1+tol }
+
+// ratioTol is half a unit of the printed precision of ratios (%.2f).
+const ratioTol = 0.005
+
 // Compare writes, for every scenario and system in both reports, how the
-// main figures changed from old to cur. A change is marked "*" when it is
-// larger than the min–max range of either run (twice its ±spread), that
-// is, outside the noise.
-func Compare(w io.Writer, old, cur *Report) {
-	fmt.Fprintf(w, "Change from %s (commit %s) to %s (commit %s); * = larger than the min–max range of either run (not noise)\n",
+// main figures and their ratios to the baseline changed from old to cur,
+// and whether the runs agree within the spread they report: two figures
+// agree when their min–max ranges over the rounds overlap; "≠" marks those
+// that do not. Ratios are measured side by side in each round, so a drift
+// of the machine between the runs cancels out of them; absolute figures
+// move with it. It returns the counts.
+func Compare(w io.Writer, old, cur *Report) Agreement {
+	fmt.Fprintf(w, "Change from %s (commit %s) to %s (commit %s); ≠ = the two runs' min–max ranges do not overlap\n",
 		old.Started.Format(time.DateTime), short(old.Machine.Commit), cur.Started.Format(time.DateTime), short(cur.Machine.Commit))
 	find := func(r *Report, scenario, system string) *Result {
 		for _, sr := range r.Scenarios {
@@ -352,36 +428,66 @@ func Compare(w io.Writer, old, cur *Report) {
 		}
 		return nil
 	}
-	delta := func(o, n *Stat) string {
+	var ag Agreement
+	abs := func(o, n *Stat) string {
 		if o == nil || n == nil || o.Median == 0 {
 			return "-"
 		}
-		d := (n.Median - o.Median) / math.Abs(o.Median) * 100
-		mark := ""
-		if math.Abs(d) > max(o.SpreadPct, n.SpreadPct)*2 {
-			mark = "*"
+		ag.Figures++
+		mark := " ≠"
+		if overlap(o.Min, o.Max, n.Min, n.Max, 0) {
+			ag.FiguresAgree++
+			mark = ""
 		}
+		d := (n.Median - o.Median) / math.Abs(o.Median) * 100
 		return fmt.Sprintf("%s→%s %+.0f%%%s", num(o.Median), num(n.Median), d, mark)
 	}
+	var rounds float64 // apartByChance of the current row's rounds
+	rel := func(where string, o, n *Stat) string {
+		if o == nil || n == nil || o.Ratio == 0 || n.Ratio == 0 {
+			return "-"
+		}
+		ag.Ratios++
+		ag.ByChance += rounds
+		mark := " ≠"
+		if overlap(o.RatioMin, o.RatioMax, n.RatioMin, n.RatioMax, ratioTol) {
+			ag.RatiosAgree++
+			mark = ""
+		} else {
+			ag.Differ = append(ag.Differ, fmt.Sprintf("%s: %.2f–%.2f vs %.2f–%.2f", where, o.RatioMin, o.RatioMax, n.RatioMin, n.RatioMax))
+		}
+		return fmt.Sprintf("%.2f→%.2f%s", o.Ratio, n.Ratio, mark)
+	}
+	b := "×" + cur.Baseline
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "scenario\tsystem\treq/s or RSS B/conn\tp99 µs\tCPU µs/req\tallocs/req\n")
+	fmt.Fprintf(tw, "scenario\tsystem\treq/s or RSS B/conn\t%s\tp50 µs\t%s\tp99 µs\t%s\tCPU µs/req\t%s\n", b, b, b, b)
 	for _, sr := range cur.Scenarios {
 		for _, res := range sr.Results {
 			o := find(old, sr.Scenario.Name, res.System)
 			if res.Figures == nil || o == nil {
 				continue
 			}
+			where := sr.Scenario.Name + "/" + res.System
+			rounds = apartByChance(len(o.Samples), len(res.Samples))
 			if sr.Scenario.Idle {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\n", sr.Scenario.Name, res.System,
-					delta(o.Figures["rss_per_conn_bytes"], res.Figures["rss_per_conn_bytes"]))
+				k := "rss_per_conn_bytes"
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\t\t\t\t\t\n", sr.Scenario.Name, res.System,
+					abs(o.Figures[k], res.Figures[k]), rel(where+" RSS B/conn", o.Figures[k], res.Figures[k]))
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", sr.Scenario.Name, res.System,
-				delta(o.Figures["throughput"], res.Figures["throughput"]),
-				delta(o.Figures["p99_us"], res.Figures["p99_us"]),
-				delta(o.Figures["cpu_us_per_req"], res.Figures["cpu_us_per_req"]),
-				delta(o.Figures["allocs_per_req"], res.Figures["allocs_per_req"]))
+			fmt.Fprintf(tw, "%s\t%s", sr.Scenario.Name, res.System)
+			for _, c := range compared {
+				fmt.Fprintf(tw, "\t%s\t%s", abs(o.Figures[c.key], res.Figures[c.key]), rel(where+" "+c.title, o.Figures[c.key], res.Figures[c.key]))
+			}
+			fmt.Fprintln(tw)
 		}
 	}
 	tw.Flush()
+	fmt.Fprintf(w, "\nRatios to %s: %d of %d agree within the spread the runs report (min–max over the rounds overlap);\n", cur.Baseline, ag.RatiosAgree, ag.Ratios)
+	fmt.Fprintf(w, "even two runs on a perfectly steady machine would leave about %.1f apart by chance.\n", ag.ByChance)
+	for _, d := range ag.Differ {
+		fmt.Fprintf(w, "  differ: %s\n", d)
+	}
+	fmt.Fprintf(w, "Absolute figures: %d of %d agree; they also move with the machine's load between runs.\n", ag.FiguresAgree, ag.Figures)
+	return ag
 }

@@ -64,8 +64,9 @@ func (e *PointError) Error() string {
 // Unwrap returns the underlying failure.
 func (e *PointError) Unwrap() error { return e.Err }
 
-// Run runs every scenario on every system that supports it, interleaving
-// systems and rotating their order on each repeat, and returns the report.
+// Run runs every scenario on every system that supports it, in rounds that
+// measure every system once each, rotating their order from round to round
+// (see the package doc), and returns the report.
 // The first failure, and in particular the first wrong answer, stops the
 // run and is returned.
 func Run(ctx context.Context, o Options) (*Report, error) {
@@ -135,21 +136,23 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				systems = append(systems, s)
 			}
 		}
-		for k := 0; k < sc.Repeats; k++ {
-			for j := range systems {
-				i := (j + k) % len(systems) // rotate the order on each repeat
-				if bar != nil {
-					bar.Describe(fmt.Sprintf("%-16s %-15s", sc.Name, systems[i].Name))
-				}
-				s, err := r.point(ctx, systems[i], sc, k)
-				if err != nil {
-					return nil, err
-				}
-				runnable[i].Samples = append(runnable[i].Samples, s)
-				if bar != nil {
-					bar.Add(1)
-				}
+		step := func(system string) {
+			if bar != nil {
+				bar.Describe(fmt.Sprintf("%-16s %-15s", sc.Name, system))
 			}
+		}
+		done := func() {
+			if bar != nil {
+				bar.Add(1)
+			}
+		}
+		if sc.Idle {
+			err = r.idleRounds(ctx, sc, systems, runnable, step, done)
+		} else {
+			err = r.loadRounds(ctx, sc, systems, runnable, step, done)
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
 	if bar != nil {
@@ -193,8 +196,94 @@ func (r *runner) fitIdle(sc *Scenario, rep *Report) {
 	}
 }
 
-// point runs one measurement of sc on s.
-func (r *runner) point(ctx context.Context, s System, sc Scenario, repeat int) (Sample, error) {
+// maxRetries is how many times a disturbed load slice is measured again.
+const maxRetries = 2
+
+// disturbed reports whether other processes or the hypervisor took enough
+// CPU during a slice to distort it.
+func disturbed(s Sample) bool { return s.OtherCPUs+s.StealCPUs > busyCPUs }
+
+// loadRounds measures a load scenario. Every system's server and
+// connections stay up for the whole scenario; each round measures one
+// slice of every system, in an order rotated on each round, so that a slow
+// drift of the machine touches every system alike and each round's ratios
+// to the baseline are paired. A slice disturbed by other processes is
+// measured again, up to maxRetries times.
+func (r *runner) loadRounds(ctx context.Context, sc Scenario, systems []System, results []*Result, step func(string), done func()) (err error) {
+	sessions := make([]*session, len(systems))
+	defer func() {
+		for i, ss := range sessions {
+			if ss == nil {
+				continue
+			}
+			if stopErr := ss.close(); err == nil && stopErr != nil {
+				err = r.fail(systems[i], sc, stopErr)
+			}
+		}
+	}()
+	for i, s := range systems {
+		step(s.Name)
+		ss, err := r.open(ctx, s, sc)
+		if err != nil {
+			return r.fail(s, sc, err)
+		}
+		sessions[i] = ss
+	}
+	for k := range sc.Repeats {
+		for j := range systems {
+			i := (j + k) % len(systems)
+			step(systems[i].Name)
+			smp, err := r.slice(ctx, sessions[i], sc)
+			for try := 0; err == nil && disturbed(smp) && try < maxRetries; try++ {
+				retried := smp.Retried + 1
+				smp, err = r.slice(ctx, sessions[i], sc)
+				smp.Retried = retried
+			}
+			if err != nil {
+				return r.fail(systems[i], sc, err)
+			}
+			smp.Repeat = k
+			results[i].Samples = append(results[i].Samples, smp)
+			done()
+		}
+	}
+	return nil
+}
+
+// idleRounds measures an idle scenario: each point is a fresh server
+// process, so that its memory is the connections' alone; systems are
+// interleaved and rotated as in loadRounds.
+func (r *runner) idleRounds(ctx context.Context, sc Scenario, systems []System, results []*Result, step func(string), done func()) error {
+	for k := range sc.Repeats {
+		for j := range systems {
+			i := (j + k) % len(systems)
+			step(systems[i].Name)
+			smp, err := r.idlePoint(ctx, systems[i], sc)
+			if err != nil {
+				return r.fail(systems[i], sc, err)
+			}
+			smp.Repeat = k
+			results[i].Samples = append(results[i].Samples, smp)
+			done()
+		}
+	}
+	return nil
+}
+
+// fail wraps a failure of s in sc as a *PointError, leaving wrong answers
+// as they are.
+func (r *runner) fail(s System, sc Scenario, err error) error {
+	var wa *WrongAnswerError
+	var pe *PointError
+	if errors.As(err, &wa) || errors.As(err, &pe) {
+		return err
+	}
+	return &PointError{System: s.Name, Scenario: sc.Name, Err: err}
+}
+
+// start starts s's server process for sc and returns it with the dial
+// configuration that reaches it.
+func (r *runner) start(ctx context.Context, s System, sc Scenario) (*child, dialConfig, error) {
 	r.n++
 	d := dialConfig{addr: "127.0.0.1:0"}
 	if sc.Unix {
@@ -211,35 +300,28 @@ func (r *runner) point(ctx context.Context, s System, sc Scenario, repeat int) (
 	if sc.TLS {
 		tc, err := r.tlsConfig()
 		if err != nil {
-			return Sample{}, err
+			return nil, d, err
 		}
 		args = append(args, "-tls-cert", tc.certFile, "-tls-key", tc.keyFile)
 		d.tls = tc.client
 	}
-	fail := func(err error) (Sample, error) {
-		var wa *WrongAnswerError
-		if errors.As(err, &wa) {
-			return Sample{}, err
-		}
-		return Sample{}, &PointError{System: s.Name, Scenario: sc.Name, Err: err}
-	}
 	c, err := startChild(ctx, r.o.Command, s.Name, args)
 	if err != nil {
-		return fail(err)
+		return nil, d, err
 	}
 	d.addr = c.addr
-	var smp Sample
-	if sc.Idle {
-		smp, err = r.idle(ctx, c, s, sc, d)
-	} else {
-		smp, err = r.load(ctx, c, s, sc, d)
+	return c, d, nil
+}
+
+// idlePoint runs one measurement of the idle scenario sc on s.
+func (r *runner) idlePoint(ctx context.Context, s System, sc Scenario) (Sample, error) {
+	c, d, err := r.start(ctx, s, sc)
+	if err != nil {
+		return Sample{}, err
 	}
+	smp, err := r.idle(ctx, c, s, sc, d)
 	if stopErr := c.stop(); err == nil && stopErr != nil {
 		err = stopErr
 	}
-	if err != nil {
-		return fail(err)
-	}
-	smp.Repeat = repeat
-	return smp, nil
+	return smp, err
 }

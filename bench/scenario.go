@@ -30,7 +30,8 @@ type Scenario struct {
 	// Warmup runs load before measuring; Duration is the measured window.
 	Warmup   time.Duration `json:"warmup_ns"`
 	Duration time.Duration `json:"duration_ns"`
-	// Repeats is how many times each system runs it, interleaved.
+	// Repeats is the number of rounds: each measures every system once,
+	// in an order rotated from round to round.
 	Repeats int `json:"repeats"`
 	// ConnLadder marks the 64-byte TCP scenarios plotted as throughput
 	// against connections.
@@ -93,12 +94,14 @@ func sizeText(n int) string {
 }
 
 // Suite returns the scenarios of the default suite (about three minutes on
-// two cores) or, with full, the long one: longer points, more repeats, more
+// two cores) or, with full, the long one: longer slices, more rounds, more
 // connection counts and payload sizes.
 func Suite(full bool) []Scenario {
-	d, w, r, rBig := 600*time.Millisecond, 120*time.Millisecond, 3, 2
+	// Load scenarios: r rounds, each a warm-up (w in the first round, w/2
+	// later) then a measured slice of d per system. Idle scenarios: rIdle rounds, each a fresh server.
+	d, w, r, rIdle := 200*time.Millisecond, 100*time.Millisecond, 5, 3
 	if full {
-		d, w, r, rBig = 3*time.Second, 500*time.Millisecond, 5, 5
+		d, w, r, rIdle = 2*time.Second, 300*time.Millisecond, 7, 5
 	}
 	pt := func(name string, conns, payload, repeats int) Scenario {
 		return Scenario{Name: name, Conns: conns, Payload: payload, Warmup: w, Duration: d, Repeats: repeats}
@@ -114,29 +117,25 @@ func Suite(full bool) []Scenario {
 		conns = []int{1, 4, 16, 64, 256, 1024, 4096}
 	}
 	for _, c := range conns {
-		rep := r
-		if c >= 1024 {
-			rep = rBig
-		}
-		s = append(s, ladder(c, rep))
+		s = append(s, ladder(c, r))
 	}
 	if full {
 		s = append(s, pt("c16-1KiB", 16, 1<<10, r))
 	}
-	s = append(s, pt("c16-16KiB", 16, 16<<10, rBig))
+	s = append(s, pt("c16-16KiB", 16, 16<<10, r))
 	if full {
 		s = append(s, pt("c8-256KiB", 8, 256<<10, r))
 	}
-	s = append(s, pt("c4-1MiB", 4, 1<<20, rBig))
-	u := pt("unix-c64-64B", 64, 64, rBig)
+	s = append(s, pt("c4-1MiB", 4, 1<<20, r))
+	u := pt("unix-c64-64B", 64, 64, r)
 	u.Unix = true
-	h := pt("hmac-c64-64B", 64, 64, rBig)
+	h := pt("hmac-c64-64B", 64, 64, r)
 	h.HMAC = true
-	t := pt("tls-c64-64B", 64, 64, rBig)
+	t := pt("tls-c64-64B", 64, 64, r)
 	t.TLS = true
-	m := pt("slowmix-c64-64B", 64, 64, rBig)
+	m := pt("slowmix-c64-64B", 64, 64, r)
 	m.SlowShare, m.Slow = 0.05, time.Millisecond
-	idle := Scenario{Name: "idle-10k", Conns: 10000, Payload: 64, Idle: true, Repeats: rBig}
+	idle := Scenario{Name: "idle-10k", Conns: 10000, Payload: 64, Idle: true, Repeats: rIdle}
 	return append(s, u, h, t, m, idle)
 }
 

@@ -6,7 +6,7 @@
 //
 //	petrel-bench                      # the default suite, about 3 minutes on 2 cores
 //	petrel-bench -full                # the long suite
-//	petrel-bench -compare old.json    # run, then show the change from old.json
+//	petrel-bench -compare old.json    # run, then check it agrees with old.json figure by figure
 //	petrel-bench -compare old.json -against new.json   # compare two reports, no run
 //	petrel-bench -report results.json -out dir          # table and charts of an old report
 //	petrel-bench -systems std,reactor-pool -scenarios c64-64B -duration 2s
@@ -53,13 +53,13 @@ func isServeFlag(arg string) bool {
 
 func run() error {
 	var (
-		full      = flag.Bool("full", false, "run the long suite (longer points, more repeats, more connection counts and sizes)")
+		full      = flag.Bool("full", false, "run the long suite (longer slices, more rounds, more connection counts and sizes)")
 		out       = flag.String("out", "bench-results", "directory for results.json and the charts")
 		jsonPath  = flag.String("json", "", "JSON report path (default OUT/results.json)")
 		systems   = flag.String("systems", "all", "comma-separated systems to run")
 		scenarios = flag.String("scenarios", "all", "comma-separated scenarios to run")
-		duration  = flag.Duration("duration", 0, "measured time per point (default: the suite's)")
-		repeats   = flag.Int("repeats", 0, "repeats per point (default: the suite's)")
+		duration  = flag.Duration("duration", 0, "measured time per slice (default: the suite's)")
+		repeats   = flag.Int("rounds", 0, "rounds per scenario (default: the suite's)")
 		idleConns = flag.Int("idle-conns", 0, "connections of the idle scenario (default 10000)")
 		baseline  = flag.String("baseline", "std", "system that ratios refer to")
 		compare   = flag.String("compare", "", "an earlier results.json to compare with")
@@ -68,6 +68,7 @@ func run() error {
 		quiet     = flag.Bool("quiet", false, "no progress bar")
 		list      = flag.Bool("list", false, "list systems and scenarios and exit")
 	)
+	flag.IntVar(repeats, "repeats", 0, "the same as -rounds (its former name)")
 	flag.Parse()
 
 	if *against != "" {
