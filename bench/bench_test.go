@@ -400,3 +400,28 @@ type brokenServer struct {
 
 func (b *brokenServer) Addr() string { return lnAddr(b.ln) }
 func (b *brokenServer) Close() error { return b.ln.Close() }
+
+// TestDrive: Drive loads a running server, counts verified answers, and
+// stops at the first wrong one.
+func TestDrive(t *testing.T) {
+	ctx := context.Background()
+	good, err := serveFloorStd(ctx, ServeConfig{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.Close()
+	n, err := Drive(ctx, good.Addr(), 3, 100, 100*time.Millisecond)
+	if err != nil || n == 0 {
+		t.Fatalf("Drive = %d, %v; want some answers", n, err)
+	}
+	bad, err := serveBroken(func(n int, f *codec.Frame) { corruptAt(n, 5, f) })(ctx, ServeConfig{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	_, err = Drive(ctx, bad.Addr(), 1, 100, time.Minute)
+	var wa *WrongAnswerError
+	if !errors.As(err, &wa) || wa.Request != 5 {
+		t.Fatalf("Drive against a broken server: %v, want a wrong answer at request 5", err)
+	}
+}

@@ -25,6 +25,11 @@ type Sample struct {
 	P999us       float64 `json:"p999_us,omitempty"`        //
 	CPUusPerReq  float64 `json:"cpu_us_per_req,omitempty"` // server CPU (user+system) per request
 	AllocsPerReq float64 `json:"allocs_per_req"`           // server heap allocations per request
+	SysUsPerReq  float64 `json:"sys_us_per_req,omitempty"` // the kernel's part of CPUusPerReq
+	// CtxSwPerReq is the server's context switches per request: about one
+	// for a server that sleeps between requests, more when each request
+	// also wakes a second thread.
+	CtxSwPerReq float64 `json:"ctxsw_per_req,omitempty"`
 	// Both.
 	RSSBytes   int64 `json:"rss_bytes"`  // server RSS at the end
 	Goroutines int   `json:"goroutines"` // server goroutines at the end
@@ -324,6 +329,8 @@ func (r *runner) slice(ctx context.Context, ss *session, sc Scenario) (Sample, e
 		P999us:       float64(h.ValueAtQuantile(99.9)) / 1e3,
 		CPUusPerReq:  (after.CPUSeconds - before.CPUSeconds) / float64(n) * 1e6,
 		AllocsPerReq: float64(after.Mallocs-before.Mallocs) / float64(n),
+		SysUsPerReq:  (after.SysSeconds - before.SysSeconds) / float64(n) * 1e6,
+		CtxSwPerReq:  float64(after.CtxSwitches-before.CtxSwitches) / float64(n),
 		RSSBytes:     after.RSSBytes,
 		Goroutines:   after.Goroutines,
 	}, nil

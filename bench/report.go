@@ -86,6 +86,8 @@ var loadMetrics = []metric{
 	{"p999_us", "p99.9 µs", func(s Sample) float64 { return s.P999us }},
 	{"cpu_us_per_req", "CPU µs/req", func(s Sample) float64 { return s.CPUusPerReq }},
 	{"allocs_per_req", "allocs/req", func(s Sample) float64 { return s.AllocsPerReq }},
+	{"sys_us_per_req", "sys µs/req", func(s Sample) float64 { return s.SysUsPerReq }},
+	{"ctxsw_per_req", "ctxsw/req", func(s Sample) float64 { return s.CtxSwPerReq }},
 	{"rss_mb", "RSS MB", func(s Sample) float64 { return float64(s.RSSBytes) / (1 << 20) }},
 	{"goroutines", "goroutines", func(s Sample) float64 { return float64(s.Goroutines) }},
 }
@@ -315,7 +317,7 @@ func (r *Report) WriteTable(w io.Writer) {
 		if sc.Idle {
 			fmt.Fprintf(tw, "system\tRSS B/conn\t%s\theap B/conn\tgoroutines/conn\tserver RSS MB\tconnect s\t\n", b)
 		} else {
-			fmt.Fprintf(tw, "system\treq/s\t%s\tp50 µs\t%s\tp99 µs\t%s\tp99.9 µs\tCPU µs/req\t%s\tallocs/req\tRSS MB\t\n", b, b, b, b)
+			fmt.Fprintf(tw, "system\treq/s\t%s\tp50 µs\t%s\tp99 µs\t%s\tp99.9 µs\tCPU µs/req\t%s\tsys µs\tctxsw/req\tallocs/req\tRSS MB\t\n", b, b, b, b)
 		}
 		var skipped []string
 		for _, res := range sr.Results {
@@ -332,11 +334,11 @@ func (r *Report) WriteTable(w io.Writer) {
 					med(f["heap_per_conn_bytes"]), fmt.Sprintf("%.2f", f["goroutines_per_conn"].Median),
 					med(f["rss_mb"]), med(f["connect_seconds"]))
 			} else {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.System,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.System,
 					spread(f["throughput"]), ratio(f["throughput"]),
 					spread(f["p50_us"]), ratio(f["p50_us"]), spread(f["p99_us"]), ratio(f["p99_us"]), med(f["p999_us"]),
-					spread(f["cpu_us_per_req"]), ratio(f["cpu_us_per_req"]),
-					med(f["allocs_per_req"]), med(f["rss_mb"]))
+					spread(f["cpu_us_per_req"]), ratio(f["cpu_us_per_req"]), med(f["sys_us_per_req"]),
+					med(f["ctxsw_per_req"]), med(f["allocs_per_req"]), med(f["rss_mb"]))
 			}
 		}
 		tw.Flush()

@@ -21,6 +21,11 @@ import (
 // ServerStats is what the server role reports on its control channel.
 type ServerStats struct {
 	CPUSeconds float64 `json:"cpu_seconds"` // user+system CPU time of the process so far
+	SysSeconds float64 `json:"sys_seconds"` // the system (kernel) part of it
+	// CtxSwitches counts the context switches of all the process's
+	// threads so far, voluntary (a thread sleeping: a futex wait, a
+	// blocking epoll_wait) and not.
+	CtxSwitches int64 `json:"ctx_switches"`
 	RSSBytes   int64   `json:"rss_bytes"`   // resident set size (VmRSS)
 	Goroutines int     `json:"goroutines"`  // runtime.NumGoroutine
 	Mallocs    uint64  `json:"mallocs"`     // cumulative heap allocations
@@ -38,7 +43,9 @@ func readStats(free bool) ServerStats {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return ServerStats{
-		CPUSeconds: tv(ru.Utime) + tv(ru.Stime),
+		CPUSeconds:  tv(ru.Utime) + tv(ru.Stime),
+		SysSeconds:  tv(ru.Stime),
+		CtxSwitches: ru.Nvcsw + ru.Nivcsw,
 		RSSBytes:   selfRSS(),
 		Goroutines: runtime.NumGoroutine(),
 		Mallocs:    ms.Mallocs,

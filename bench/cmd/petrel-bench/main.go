@@ -10,6 +10,7 @@
 //	petrel-bench -compare old.json -against new.json   # compare two reports, no run
 //	petrel-bench -report results.json -out dir          # table and charts of an old report
 //	petrel-bench -systems std,reactor-pool -scenarios c64-64B -duration 2s
+//	petrel-bench -drive 127.0.0.1:7000 -conns 64 -duration 3s   # load an already running server
 //
 // With -serve SYSTEM it plays the server role instead (see package bench).
 package main
@@ -67,9 +68,25 @@ func run() error {
 		replot    = flag.String("report", "", "print the table and draw the charts (into -out) of this existing report instead of running")
 		quiet     = flag.Bool("quiet", false, "no progress bar")
 		list      = flag.Bool("list", false, "list systems and scenarios and exit")
+		drive     = flag.String("drive", "", "only drive echo load against the Petrel server at this address for -duration (default 3s) and print the answers counted")
+		conns     = flag.Int("conns", 1, "with -drive: connections")
+		payload   = flag.Int("payload", 64, "with -drive: payload bytes")
 	)
 	flag.IntVar(repeats, "repeats", 0, "the same as -rounds (its former name)")
 	flag.Parse()
+
+	if *drive != "" {
+		d := *duration
+		if d == 0 {
+			d = 3 * time.Second
+		}
+		n, err := bench.Drive(context.Background(), *drive, *conns, *payload, d)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("answers %d seconds %g req/s %.0f\n", n, d.Seconds(), float64(n)/d.Seconds())
+		return nil
+	}
 
 	if *against != "" {
 		if *compare == "" {
