@@ -25,11 +25,11 @@ type ServerStats struct {
 	// CtxSwitches counts the context switches of all the process's
 	// threads so far, voluntary (a thread sleeping: a futex wait, a
 	// blocking epoll_wait) and not.
-	CtxSwitches int64 `json:"ctx_switches"`
-	RSSBytes   int64   `json:"rss_bytes"`   // resident set size (VmRSS)
-	Goroutines int     `json:"goroutines"`  // runtime.NumGoroutine
-	Mallocs    uint64  `json:"mallocs"`     // cumulative heap allocations
-	HeapInuse  uint64  `json:"heap_inuse"`  // bytes in in-use heap spans
+	CtxSwitches int64  `json:"ctx_switches"`
+	RSSBytes    int64  `json:"rss_bytes"`  // resident set size (VmRSS)
+	Goroutines  int    `json:"goroutines"` // runtime.NumGoroutine
+	Mallocs     uint64 `json:"mallocs"`    // cumulative heap allocations
+	HeapInuse   uint64 `json:"heap_inuse"` // bytes in in-use heap spans
 }
 
 // readStats measures this process. With free set it first returns freed
@@ -46,10 +46,10 @@ func readStats(free bool) ServerStats {
 		CPUSeconds:  tv(ru.Utime) + tv(ru.Stime),
 		SysSeconds:  tv(ru.Stime),
 		CtxSwitches: ru.Nvcsw + ru.Nivcsw,
-		RSSBytes:   selfRSS(),
-		Goroutines: runtime.NumGoroutine(),
-		Mallocs:    ms.Mallocs,
-		HeapInuse:  ms.HeapInuse,
+		RSSBytes:    selfRSS(),
+		Goroutines:  runtime.NumGoroutine(),
+		Mallocs:     ms.Mallocs,
+		HeapInuse:   ms.HeapInuse,
 	}
 }
 
