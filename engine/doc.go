@@ -86,12 +86,59 @@
 //
 // # Measured costs
 //
-// From a profile of one connection in pool mode on two vCPUs: the read,
-// writev and epoll_wait system calls are about two thirds of the server's
-// CPU; handing the request to a worker goroutine costs a futex wake and a
-// futex sleep (about 14%), which is why pool mode's latency at low
-// concurrency is about twice an inline handler's. Decoding, dispatch and
-// framing are a few percent.
+// Per request, on the server process alone, counted by perf stat while the
+// suite's load generator shares the two vCPUs (bench/perfstat.sh SYSTEM
+// CONNS PAYLOAD; 64 B echo unless noted; one run, commit 88db166):
+//
+//	                 CPU µs  ctx switches  futex  epoll_wait  read  write
+//	1 conn     pool    54.0          2.72   1.61        2.28  0.99   1.14
+//	           inline  30.6          1.67   1.21        1.65  1.00   1.00
+//	           std     21.5          1.42   0.25        1.15  1.57   1.00
+//	           gnet    25.2          1.46   0.92        1.53  0.99   0.99
+//	1024 conns pool    20.0          0.14   0.03        0.14  0.97   0.97
+//	           inline  17.2          0.16   0.03        0.10  0.95   0.95
+//	           std     19.2          0.08   0.01        0.04  1.91   0.96
+//	           gnet    16.7          0.20   0.04        0.24  0.95   0.95
+//	16 KiB×16  pool    30.5          0.44   0.12        0.64  1.00   1.00
+//	           inline  21.7          0.32   0.07        0.49  0.98   0.98
+//	           std     23.6          0.30   0.11        0.33  1.96   0.99
+//
+// (gnet is the bench's bare gnet floor; std is the stdlib engine.) What
+// they show:
+//
+//   - Pool mode at low concurrency pays for the hand-off: one more thread
+//     woken and put to sleep per request (about one more context switch and
+//     0.4 more futex calls than inline), so it takes 1.8 times inline's CPU
+//     per request and about twice the stdlib engine's latency. The worker
+//     already writes the answer itself, so no second wake of the loop is
+//     left; the wake of the worker is what remains. Removing it needs the
+//     thread that read a request to run the handler and hand the poller to
+//     another thread only if the handler blocks (leader/follower), which
+//     gnet's event loop, a goroutine that owns its connections and blocks
+//     in epoll_wait, does not offer.
+//   - Inline, and the bare gnet floor alike, sit at 1.1–1.25 times the
+//     stdlib engine's latency at one connection: when gnet's loop finds no
+//     more events it calls runtime.Gosched before blocking, and Gosched
+//     wakes an idle thread (about one futex call per request, against 0.25
+//     for the stdlib engine, whose goroutines park in the runtime's own
+//     poller). A copy of gnet without that Gosched brought the futex calls
+//     down to 0.01 per request and CPU by a tenth, but not the latency (one
+//     run: p50 39.8 µs against 36.3 µs), so it is not the whole gap.
+//   - At 1,024 connections the kernel's TCP work dominates: 10–11 µs of
+//     the 15–17 µs of CPU per request are system time in every engine (the
+//     suite's "sys µs" column). The reactor saves the stdlib engine's
+//     second read (the one that returns EAGAIN), 2.1 system calls per
+//     request against 3.0, and a fifth of the user time, which puts its CPU
+//     per request at 0.9 times the stdlib engine's at best, not 0.85; with
+//     the load generator on the same two vCPUs, throughput follows CPU per
+//     request. Going lower needs fewer system calls per request than one
+//     read and one write, for instance io_uring, which gnet does not use.
+//   - 16 KiB: inline runs at the floor and the stdlib engine; pool mode
+//     adds the one copy of the frame (the loop's buffer is only valid on
+//     the loop) and the hand-off.
+//
+// Decoding, dispatch and framing are a few percent of the CPU in a pprof
+// profile; the per-request path allocates nothing (engine/allocs_test.go).
 //
 // # Buffers handed to handlers
 //
