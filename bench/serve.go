@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"time"
@@ -88,6 +89,7 @@ func ServeMain(args []string, systems []System, stdin io.Reader, stdout io.Write
 	certFile := fs.String("tls-cert", "", "TLS certificate (PEM)")
 	keyFile := fs.String("tls-key", "", "TLS key (PEM)")
 	slow := fs.Duration("slow", time.Millisecond, "delay of the sleep handler")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file until it exits")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -104,6 +106,20 @@ func ServeMain(args []string, systems []System, stdin io.Reader, stdout io.Write
 		return fmt.Errorf("bench: system %s unavailable: %s", sys.Name, sys.Unavailable)
 	}
 	raiseFileLimit()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 	cfg := ServeConfig{Addr: *addr, Slow: *slow}
 	if *key != "" {
 		cfg.HMACKey = []byte(*key)
