@@ -111,7 +111,14 @@
 //     0.4 more futex calls than inline), so it takes 1.8 times inline's CPU
 //     per request and about twice the stdlib engine's latency. The worker
 //     already writes the answer itself, so no second wake of the loop is
-//     left; the wake of the worker is what remains. Removing it needs the
+//     left; the wake of the worker is what remains. An execution trace
+//     (runtime/trace, one connection, 3,500 requests) shows where it goes:
+//     the worker starts a median 10 µs (p90 39 µs) after the loop hands it
+//     the request, on the loop's own thread 94% of the time, once the loop
+//     yields; most of that wait (7.6 µs) is the loop issuing a futex wake
+//     to an idle thread, which Go's scheduler does whenever a goroutine
+//     becomes runnable while a CPU is idle (an inter-processor interrupt on
+//     a VM), before the loop can yield. Removing it needs the
 //     thread that read a request to run the handler and hand the poller to
 //     another thread only if the handler blocks (leader/follower), which
 //     gnet's event loop, a goroutine that owns its connections and blocks
