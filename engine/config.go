@@ -41,8 +41,9 @@ type Config struct {
 	// cores spend less CPU per request when the server shares the machine
 	// (each loop sleeps and wakes less often) at the price of latency: on
 	// two vCPUs shared with the load generator, one loop took 0.77–0.88
-	// times the stdlib engine's CPU per request inline, against 0.93–1.12
-	// with two, but doubled the median latency at 64 connections.
+	// times the stdlib engine's CPU per request inline at 64 and more
+	// connections, against 0.93–1.23 with two, but nearly doubled the
+	// median latency at 64 connections.
 	EventLoops int
 	// Workers bounds the worker pool that runs handlers (reactor engine);
 	// 0 means 256 per logical CPU. When every worker is busy, connections
