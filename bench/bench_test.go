@@ -425,3 +425,69 @@ func TestDrive(t *testing.T) {
 		t.Fatalf("Drive against a broken server: %v, want a wrong answer at request 5", err)
 	}
 }
+
+// TestRoundsBeyondFileLimit: when the open-file limit cannot hold every
+// system's connections at once, each slice opens its own server and
+// connections; the run still completes, paired, and says so.
+func TestRoundsBeyondFileLimit(t *testing.T) {
+	sc := tiny("c8-64B", 8, 64)
+	sc.Repeats = 2
+	rep, err := Run(context.Background(), Options{
+		Systems:   pick(t, "floor-std", "std"),
+		Scenarios: []Scenario{sc},
+		Command:   testCommand(t),
+		fileLimit: func() uint64 { return fileMargin + 10 },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range rep.Scenarios[0].Results {
+		if len(res.Samples) != 2 {
+			t.Errorf("%s: %d samples, want 2", res.System, len(res.Samples))
+		}
+	}
+	if !strings.Contains(strings.Join(rep.Notes, "\n"), "each slice started its own server") {
+		t.Errorf("no note about the open-file limit: %q", rep.Notes)
+	}
+}
+
+// TestLoadFormat1: a report written before ratios had ranges gets them
+// from its samples when loaded; runs on different baselines are not
+// compared on ratios.
+func TestLoadFormat1(t *testing.T) {
+	sc := Scenario{Name: "c1", Conns: 1, Payload: 8, Repeats: 2}
+	sr := &ScenarioResult{Scenario: sc}
+	for _, x := range []struct {
+		name string
+		v    []float64
+	}{{"std", []float64{100, 110}}, {"reactor-pool", []float64{120, 99}}} {
+		res := &Result{System: x.name}
+		for i, v := range x.v {
+			res.Samples = append(res.Samples, Sample{Repeat: i, Throughput: v, P50us: 1, P99us: 1, CPUusPerReq: 1})
+		}
+		sr.Results = append(sr.Results, res)
+	}
+	r := &Report{Format: 1, Baseline: "std", Scenarios: []*ScenarioResult{sr}}
+	r.summarize()
+	for _, st := range sr.Results[1].Figures { // as format 1 wrote them
+		st.RatioMin, st.RatioMax, st.RatioSpreadPct = 0, 0, 0
+	}
+	path := filepath.Join(t.TempDir(), "old.json")
+	if err := r.WriteJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	back, err := LoadReport(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := back.Scenarios[0].Results[1].Figures["throughput"]
+	if math.Abs(st.RatioMin-0.9) > 1e-9 || math.Abs(st.RatioMax-1.2) > 1e-9 {
+		t.Errorf("ratio range %v–%v, want 0.9–1.2", st.RatioMin, st.RatioMax)
+	}
+	other := *back
+	other.Baseline = "floor-std"
+	var out bytes.Buffer
+	if ag := Compare(&out, back, &other); ag.Ratios != 0 || !strings.Contains(out.String(), "different baselines") {
+		t.Errorf("compared ratios across baselines: %+v\n%s", ag, out.String())
+	}
+}

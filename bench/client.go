@@ -17,7 +17,8 @@ type caller interface {
 	// answer or a protocol violation is an error.
 	call(req string, payload []byte) ([]byte, error)
 	// setDeadline bounds every later call: a server that hangs fails the
-	// run instead of stalling it.
+	// run instead of stalling it. The zero time removes the bound, for a
+	// connection kept idle between slices.
 	setDeadline(t time.Time)
 	close() error
 }

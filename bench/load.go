@@ -171,7 +171,7 @@ type session struct {
 	sys     System
 	c       *child
 	callers []caller
-	seq     []int64 // the last request number sent on each connection
+	seq     []int64 // the last request number used on each connection
 	slices  int     // slices run so far
 }
 
@@ -307,6 +307,12 @@ func (r *runner) slice(ctx context.Context, ss *session, sc Scenario) (Sample, e
 	wg.Wait()
 	if fl.err != nil {
 		return Sample{}, fl.err
+	}
+	// The connections wait, idle, while the other systems' slices run;
+	// a client with a reader of its own (net/rpc's) would otherwise time
+	// out meanwhile and shut down for good.
+	for _, cl := range callers {
+		cl.setDeadline(time.Time{})
 	}
 	h := hdrhistogram.New(histMin, histMax, histSig)
 	for _, sh := range shards {

@@ -203,6 +203,10 @@ func (g *grpcCaller) call(req string, payload []byte) ([]byte, error) {
 
 func (g *grpcCaller) setDeadline(t time.Time) {
 	g.cancel()
+	if t.IsZero() {
+		g.ctx, g.cancel = context.Background(), func() {}
+		return
+	}
 	g.ctx, g.cancel = context.WithDeadline(context.Background(), t)
 }
 

@@ -14,7 +14,9 @@ import (
 
 // Report is everything a run measured; it is what the JSON file holds.
 type Report struct {
-	Format    int               `json:"format"` // 1
+	// Format is 2 since ratios carry their range over paired rounds
+	// (ratio_min, ratio_max); LoadReport fills them in for format 1.
+	Format    int               `json:"format"`
 	Started   time.Time         `json:"started"`
 	Seconds   float64           `json:"seconds"` // wall time of the measurements
 	Machine   Machine           `json:"machine"`
@@ -108,7 +110,7 @@ func metricsOf(sc Scenario) []metric {
 }
 
 func newReport(o Options) *Report {
-	r := &Report{Format: 1, Started: time.Now().UTC(), Machine: ReadMachine(), Full: o.Full, Baseline: o.Baseline}
+	r := &Report{Format: 2, Started: time.Now().UTC(), Machine: ReadMachine(), Full: o.Full, Baseline: o.Baseline}
 	for _, s := range o.Systems {
 		r.Systems = append(r.Systems, SystemInfo{Name: s.Name, Doc: s.Doc, Protocol: s.Protocol.String()})
 	}
@@ -156,7 +158,6 @@ func (r *Report) summarize() {
 	}
 	var disturbed []string
 	for _, sr := range r.Scenarios {
-		var base *Result
 		for _, res := range sr.Results {
 			for _, smp := range res.Samples {
 				sr.Disturbed = max(sr.Disturbed, smp.OtherCPUs+smp.StealCPUs)
@@ -172,12 +173,23 @@ func (r *Report) summarize() {
 				}
 				res.Figures[m.key] = summarize1(v)
 			}
-			if res.System == r.Baseline {
-				base = res
-			}
 		}
 		if sr.Disturbed > busyCPUs {
 			disturbed = append(disturbed, sr.Scenario.Name)
+		}
+	}
+	r.ratios()
+	r.noteDisturbed(disturbed)
+}
+
+// ratios fills every figure's ratio to the baseline from the samples.
+func (r *Report) ratios() {
+	for _, sr := range r.Scenarios {
+		var base *Result
+		for _, res := range sr.Results {
+			if res.System == r.Baseline && res.Figures != nil {
+				base = res
+			}
 		}
 		if base == nil {
 			continue
@@ -191,7 +203,6 @@ func (r *Report) summarize() {
 			}
 		}
 	}
-	r.noteDisturbed(disturbed)
 }
 
 // pairRatios fills st's ratio to the baseline b from the samples of the
@@ -243,6 +254,9 @@ func LoadReport(path string) (*Report, error) {
 	var r Report
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("bench: %s: %w", path, err)
+	}
+	if r.Format < 2 {
+		r.ratios() // format 1 had no ratio ranges; the samples have all it takes
 	}
 	return &r, nil
 }
@@ -431,6 +445,10 @@ func Compare(w io.Writer, old, cur *Report) Agreement {
 		return nil
 	}
 	var ag Agreement
+	sameBase := old.Baseline == cur.Baseline
+	if !sameBase {
+		fmt.Fprintf(w, "The runs' ratios refer to different baselines (%q and %q): ratios are not compared.\n", old.Baseline, cur.Baseline)
+	}
 	abs := func(o, n *Stat) string {
 		if o == nil || n == nil || o.Median == 0 {
 			return "-"
@@ -446,7 +464,7 @@ func Compare(w io.Writer, old, cur *Report) Agreement {
 	}
 	var rounds float64 // apartByChance of the current row's rounds
 	rel := func(where string, o, n *Stat) string {
-		if o == nil || n == nil || o.Ratio == 0 || n.Ratio == 0 {
+		if !sameBase || o == nil || n == nil || o.Ratio == 0 || n.Ratio == 0 {
 			return "-"
 		}
 		ag.Ratios++

@@ -33,6 +33,10 @@ type Options struct {
 	Progress io.Writer
 	// Full is recorded in the report.
 	Full bool
+
+	// fileLimit returns the open-file limit; nil means raiseFileLimit.
+	// Tests lower it.
+	fileLimit func() uint64
 }
 
 // WrongAnswerError is a verification failure: a system answered a request
@@ -88,8 +92,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	r := &runner{o: o, dir: dir}
 	rep := newReport(o)
+	r := &runner{o: o, dir: dir, rep: rep}
 	if lim := raiseFileLimit(); lim < 20000 {
 		rep.note("open-file limit is %d", lim)
 	}
@@ -165,6 +169,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 type runner struct {
 	o   Options
+	rep *Report // for notes
 	dir string
 	n   int       // points started, for unique socket names
 	tls *tlsSetup // made on first use
@@ -190,7 +195,7 @@ func (r *runner) tlsConfig() (*tlsSetup, error) {
 // fitIdle scales an idle scenario down to what the open-file limit allows.
 func (r *runner) fitIdle(sc *Scenario, rep *Report) {
 	lim := int(raiseFileLimit())
-	if avail := lim - 256; sc.Conns > avail {
+	if avail := lim - fileMargin; sc.Conns > avail {
 		rep.note("%s: open-file limit %d allows %d connections, not %d; scaled down", sc.Name, lim, max(avail, 1), sc.Conns)
 		sc.Conns = max(avail, 1)
 	}
@@ -208,30 +213,63 @@ func disturbed(s Sample) bool { return s.OtherCPUs+s.StealCPUs > busyCPUs }
 // slice of every system, in an order rotated on each round, so that a slow
 // drift of the machine touches every system alike and each round's ratios
 // to the baseline are paired. A slice disturbed by other processes is
-// measured again, up to maxRetries times.
+// measured again, up to maxRetries times. When the open-file limit cannot
+// hold every system's connections at once, each slice opens and closes its
+// own server and connections instead, and a note says so.
 func (r *runner) loadRounds(ctx context.Context, sc Scenario, systems []System, results []*Result, step func(string), done func()) (err error) {
 	sessions := make([]*session, len(systems))
+	closeSession := func(i int) error {
+		ss := sessions[i]
+		if ss == nil {
+			return nil
+		}
+		sessions[i] = nil
+		if err := ss.close(); err != nil {
+			return r.fail(systems[i], sc, err)
+		}
+		return nil
+	}
 	defer func() {
-		for i, ss := range sessions {
-			if ss == nil {
-				continue
-			}
-			if stopErr := ss.close(); err == nil && stopErr != nil {
-				err = r.fail(systems[i], sc, stopErr)
+		for i := range sessions {
+			if stopErr := closeSession(i); err == nil {
+				err = stopErr
 			}
 		}
 	}()
-	for i, s := range systems {
-		step(s.Name)
-		ss, err := r.open(ctx, s, sc)
+	together := true
+	limit := raiseFileLimit
+	if r.o.fileLimit != nil {
+		limit = r.o.fileLimit
+	}
+	if need, lim := len(systems)*sc.Conns+fileMargin, int(limit()); need > lim {
+		together = false
+		r.rep.note("%s: the open-file limit (%d) cannot hold all %d systems' connections at once; each slice started its own server and connections", sc.Name, lim, len(systems))
+	}
+	open := func(i int) error {
+		step(systems[i].Name)
+		ss, err := r.open(ctx, systems[i], sc)
 		if err != nil {
-			return r.fail(s, sc, err)
+			return r.fail(systems[i], sc, err)
 		}
 		sessions[i] = ss
+		return nil
+	}
+	for i := range systems {
+		if !together {
+			break
+		}
+		if err := open(i); err != nil {
+			return err
+		}
 	}
 	for k := range sc.Repeats {
 		for j := range systems {
 			i := (j + k) % len(systems)
+			if !together {
+				if err := open(i); err != nil {
+					return err
+				}
+			}
 			step(systems[i].Name)
 			smp, err := r.slice(ctx, sessions[i], sc)
 			for try := 0; err == nil && disturbed(smp) && try < maxRetries; try++ {
@@ -242,6 +280,11 @@ func (r *runner) loadRounds(ctx context.Context, sc Scenario, systems []System, 
 			if err != nil {
 				return r.fail(systems[i], sc, err)
 			}
+			if !together {
+				if err := closeSession(i); err != nil {
+					return err
+				}
+			}
 			smp.Repeat = k
 			results[i].Samples = append(results[i].Samples, smp)
 			done()
@@ -249,6 +292,9 @@ func (r *runner) loadRounds(ctx context.Context, sc Scenario, systems []System, 
 	}
 	return nil
 }
+
+// fileMargin is the open files a run needs beside its connections.
+const fileMargin = 256
 
 // idleRounds measures an idle scenario: each point is a fresh server
 // process, so that its memory is the connections' alone; systems are

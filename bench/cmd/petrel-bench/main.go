@@ -76,6 +76,9 @@ func run() error {
 	flag.Parse()
 
 	if *drive != "" {
+		if *conns < 1 || *payload < 0 {
+			return fmt.Errorf("-drive needs -conns of at least 1 and a -payload of 0 or more, not %d and %d", *conns, *payload)
+		}
 		d := *duration
 		if d == 0 {
 			d = 3 * time.Second
