@@ -11,7 +11,9 @@
 // # Rounds
 //
 // A load scenario starts every system's server and opens all its
-// connections first, and keeps them for the whole scenario. Then each of
+// connections first, and keeps them for the whole scenario (when the
+// open-file limit cannot hold them all at once, each slice starts its own,
+// and a note says so). Then each of
 // Scenario.Repeats rounds measures every system once, side by side: a
 // warm-up, then a slice of Scenario.Duration, in an order rotated from round
 // to round. A figure is the median over the rounds with half their min–max
