@@ -140,7 +140,7 @@
 //     the load generator on the same two vCPUs, throughput follows CPU per
 //     request. Going lower needs fewer system calls per request than one
 //     read and one write, for instance io_uring, which gnet does not use.
-//   - 16 KiB: inline runs at the gnet floor, 0.84–0.96 times the stdlib
+//   - 16 KiB: inline runs at the gnet floor, 0.84–0.90 times the stdlib
 //     engine's throughput in the suite. The loops sleep and wake more often
 //     than Go's scheduler, which spins briefly before it parks a thread
 //     (0.39 context switches per request against 0.19; task switching is
