@@ -491,3 +491,27 @@ func TestLoadFormat1(t *testing.T) {
 		t.Errorf("compared ratios across baselines: %+v\n%s", ag, out.String())
 	}
 }
+
+// TestChartsOneConnectionCount: a run of a single connection-ladder
+// scenario still draws its charts (a log axis over one value used to make
+// the plotting library panic after the measurements were done).
+func TestChartsOneConnectionCount(t *testing.T) {
+	sc := Scenario{Name: "c1-64B", Conns: 1, Payload: 64, Repeats: 2, ConnLadder: true}
+	sr := &ScenarioResult{Scenario: sc}
+	for _, name := range []string{"std", "reactor-pool"} {
+		res := &Result{System: name}
+		for i, v := range []float64{100, 120} {
+			res.Samples = append(res.Samples, Sample{Repeat: i, Throughput: v, P50us: 10, P99us: 20, P999us: 30, CPUusPerReq: 1})
+		}
+		sr.Results = append(sr.Results, res)
+	}
+	r := &Report{Format: 2, Baseline: "std", Scenarios: []*ScenarioResult{sr}}
+	r.summarize()
+	files, err := r.WriteCharts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 4 { // throughput and latency, SVG and PNG
+		t.Errorf("charts %v, want 4 files", files)
+	}
+}

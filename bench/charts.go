@@ -32,7 +32,7 @@ func (r *Report) WriteCharts(dir string) ([]string, error) {
 	save := func(p *plot.Plot, name string) {
 		for _, ext := range []string{".svg", ".png"} {
 			path := filepath.Join(dir, name+ext)
-			if err := p.Save(9*vg.Inch, 5*vg.Inch, path); err != nil {
+			if err := savePlot(p, path); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -66,6 +66,18 @@ func (r *Report) WriteCharts(dir string) ([]string, error) {
 		break
 	}
 	return files, errors.Join(errs...)
+}
+
+// savePlot saves p to path, turning a panic of the plotting library (it
+// panics on some degenerate axes) into an error: a chart that cannot be
+// drawn must not lose the run.
+func savePlot(p *plot.Plot, path string) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("bench: chart %s: %v", filepath.Base(path), v)
+		}
+	}()
+	return p.Save(9*vg.Inch, 5*vg.Inch, path)
 }
 
 // ran returns the results of sr that have figures.
@@ -113,12 +125,21 @@ func (r *Report) throughputChart() (*plot.Plot, error) {
 	p.Legend.Top = true
 	p.Legend.Left = true
 	p.Add(plotter.NewGrid())
+	lo, hi := 0.0, 0.0
+	for _, s := range bySystem {
+		for _, xy := range s.pts.XYs {
+			if lo == 0 || xy.X < lo {
+				lo = xy.X
+			}
+			hi = max(hi, xy.X)
+		}
+	}
+	if lo == hi {
+		// One connection count: a log axis needs a range around it.
+		p.X.Min, p.X.Max = lo/2, hi*2
+	}
 	for i, name := range order {
 		s := bySystem[name]
-		if len(s.pts.XYs) == 1 {
-			// A log axis needs two distinct x values; plot single points too.
-			s.pts.XYs[0].X = max(s.pts.XYs[0].X, 1)
-		}
 		l, pts, err := plotter.NewLinePoints(s.pts.XYs)
 		if err != nil {
 			return nil, err
