@@ -154,7 +154,11 @@ func (r *Report) summarize() {
 		if ran("floor-std") {
 			r.Baseline = "floor-std"
 		}
-		r.note("baseline %q did not run; ratios refer to %q", old, r.Baseline)
+		if r.Baseline == "" {
+			r.note("baseline %q did not run, nor floor-std: no ratios", old)
+		} else {
+			r.note("baseline %q did not run; ratios refer to %q", old, r.Baseline)
+		}
 	}
 	var disturbed []string
 	for _, sr := range r.Scenarios {
