@@ -148,10 +148,14 @@ func (t *stdTransport) close() error {
 		}
 		t.mu.Lock()
 		for c := range t.conns {
-			// Cancel handlers first: a handler waiting on its context
-			// would otherwise hold wg.Wait until it ended on its own.
-			c.ctx.cancel()
+			// Close first, then cancel: a handler woken by the
+			// cancellation must find the connection closed, so that
+			// nothing more is written on it (as on the reactor, where
+			// OnClose marks the connection gone before cancelling).
+			// Both happen before wg.Wait, so a handler waiting on its
+			// context cannot hold it.
 			c.nc.Close()
+			c.ctx.cancel()
 		}
 		t.mu.Unlock()
 		t.wg.Wait()
