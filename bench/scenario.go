@@ -93,9 +93,9 @@ func sizeText(n int) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// Suite returns the scenarios of the default suite (about three minutes on
-// two cores) or, with full, the long one: longer slices, more rounds, more
-// connection counts and payload sizes.
+// Suite returns the scenarios of the default suite (about two and a half
+// minutes on two cores) or, with full, the long one: longer slices, more
+// rounds, more connection counts and payload sizes.
 func Suite(full bool) []Scenario {
 	// Load scenarios: r rounds, each a warm-up (w in the first round, w/2
 	// later) then a measured slice of d per system. Idle scenarios: rIdle rounds, each a fresh server.

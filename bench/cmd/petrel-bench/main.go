@@ -4,7 +4,7 @@
 // own server process, on echo workloads. It prints a table, writes a JSON
 // report and charts, and can compare with an earlier report.
 //
-//	petrel-bench                      # the default suite, about 3 minutes on 2 cores
+//	petrel-bench                      # the default suite, about 2.5 minutes on 2 cores
 //	petrel-bench -full                # the long suite
 //	petrel-bench -compare old.json    # run, then check it agrees with old.json figure by figure
 //	petrel-bench -compare old.json -against new.json   # compare two reports, no run
