@@ -2,8 +2,6 @@ package bench
 
 import (
 	"context"
-	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -22,33 +20,22 @@ func Drive(ctx context.Context, addr string, conns, payload int, d time.Duration
 		return 0, err
 	}
 	defer closeAll(callers)
-	end := time.Now().Add(d)
 	for _, cl := range callers {
-		cl.setDeadline(end.Add(time.Minute))
+		cl.setDeadline(time.Now().Add(d + time.Minute))
 	}
 	var total atomic.Int64
+	var phase atomic.Int32
+	phase.Store(measuring)
 	fl := newFailure()
-	var wg sync.WaitGroup
-	for i, cl := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p := make([]byte, payload)
-			fillPayload(p, i)
-			for n := int64(1); time.Now().Before(end) && ctx.Err() == nil; n++ {
-				stamp(p, i, n)
-				got, err := cl.call(reqEcho, p)
-				if err == nil {
-					err = verify(sys, sc, i, n, got, p)
-				}
-				if err != nil {
-					fl.set(fmt.Errorf("connection %d, request %d: %w", i, n, err))
-					return
-				}
-				total.Add(1)
-			}
-		}()
+	wg := loadConns(callers, sys, sc, make([]int64, len(callers)), &phase, fl, func(int, time.Duration) { total.Add(1) })
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-fl.ch:
+	case <-ctx.Done():
 	}
+	phase.Store(stopping)
 	wg.Wait()
 	if fl.err != nil {
 		return total.Load(), fl.err

@@ -196,43 +196,31 @@ func (ss *session) close() error {
 	return ss.c.stop()
 }
 
-// slice runs sc's synchronous load on every connection of ss for a
-// warm-up, then measures it for sc.Duration. The warm-up is sc.Warmup on
-// the session's first slice and half that later, when the server and the
-// connections are warm already and only the load restarts.
-func (r *runner) slice(ctx context.Context, ss *session, sc Scenario) (Sample, error) {
-	s, c, callers := ss.sys, ss.c, ss.callers
-	warmup := sc.Warmup
-	if ss.slices > 0 {
-		warmup /= 2
-	}
-	ss.slices++
-	deadline := time.Now().Add(warmup + sc.Duration + time.Minute)
-	for _, cl := range callers {
-		cl.setDeadline(deadline)
-	}
-	shards := make([]*shard, min(len(callers), maxShards))
-	for i := range shards {
-		shards[i] = &shard{h: hdrhistogram.New(histMin, histMax, histSig)}
-	}
-	const (
-		warming = iota
-		measuring
-		stopping
-	)
-	var phase atomic.Int32
-	fl := newFailure()
+// The phases of a load: warming up (answers verified, not recorded),
+// measuring, stopping.
+const (
+	warming = iota
+	measuring
+	stopping
+)
+
+// loadConns starts sc's synchronous load on every connection in callers,
+// one goroutine each, continuing each connection's request numbers in seq.
+// Every answer is verified; answered is called for each one sent and
+// answered while phase read measuring. A connection stops at phase
+// stopping or at the first failure, which goes to fl and sets phase to
+// stopping. Wait on the returned group for all of them.
+func loadConns(callers []caller, s System, sc Scenario, seq []int64, phase *atomic.Int32, fl *failure, answered func(i int, lat time.Duration)) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	for i, cl := range callers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sh := shards[i%len(shards)]
 			rng := rand.New(rand.NewPCG(uint64(i), 42))
 			payload := make([]byte, sc.Payload)
 			fillPayload(payload, i)
-			for n := ss.seq[i] + 1; ; n++ {
-				ss.seq[i] = n
+			for n := seq[i] + 1; ; n++ {
+				seq[i] = n
 				ph := phase.Load()
 				if ph == stopping {
 					return
@@ -256,13 +244,41 @@ func (r *runner) slice(ctx context.Context, ss *session, sc Scenario) (Sample, e
 					return
 				}
 				if ph == measuring && phase.Load() == measuring {
-					sh.mu.Lock()
-					sh.h.RecordValue(int64(lat))
-					sh.mu.Unlock()
+					answered(i, lat)
 				}
 			}
 		}()
 	}
+	return &wg
+}
+
+// slice runs sc's synchronous load on every connection of ss for a
+// warm-up, then measures it for sc.Duration. The warm-up is sc.Warmup on
+// the session's first slice and half that later, when the server and the
+// connections are warm already and only the load restarts.
+func (r *runner) slice(ctx context.Context, ss *session, sc Scenario) (Sample, error) {
+	s, c, callers := ss.sys, ss.c, ss.callers
+	warmup := sc.Warmup
+	if ss.slices > 0 {
+		warmup /= 2
+	}
+	ss.slices++
+	deadline := time.Now().Add(warmup + sc.Duration + time.Minute)
+	for _, cl := range callers {
+		cl.setDeadline(deadline)
+	}
+	shards := make([]*shard, min(len(callers), maxShards))
+	for i := range shards {
+		shards[i] = &shard{h: hdrhistogram.New(histMin, histMax, histSig)}
+	}
+	var phase atomic.Int32
+	fl := newFailure()
+	wg := loadConns(callers, s, sc, ss.seq, &phase, fl, func(i int, lat time.Duration) {
+		sh := shards[i%len(shards)]
+		sh.mu.Lock()
+		sh.h.RecordValue(int64(lat))
+		sh.mu.Unlock()
+	})
 	finish := func(err error) (Sample, error) {
 		phase.Store(stopping)
 		wg.Wait()

@@ -142,6 +142,13 @@ func Suite(full bool) []Scenario {
 // SelectScenarios returns the scenarios of all named in names (comma
 // separated), in all's order; "" or "all" selects every one.
 func SelectScenarios(all []Scenario, names string) ([]Scenario, error) {
+	return selectNamed(all, names, "scenario", func(s Scenario) string { return s.Name })
+}
+
+// selectNamed returns the elements of all named in names (comma
+// separated), in all's order; "" or "all" selects every one. kind names
+// the elements in the error for an unknown name.
+func selectNamed[T any](all []T, names, kind string, name func(T) string) ([]T, error) {
 	if names == "" || names == "all" {
 		return all, nil
 	}
@@ -149,15 +156,15 @@ func SelectScenarios(all []Scenario, names string) ([]Scenario, error) {
 	for _, n := range strings.Split(names, ",") {
 		want[strings.TrimSpace(n)] = true
 	}
-	var out []Scenario
+	var out []T
 	for _, s := range all {
-		if want[s.Name] {
+		if want[name(s)] {
 			out = append(out, s)
-			delete(want, s.Name)
+			delete(want, name(s))
 		}
 	}
 	for n := range want {
-		return nil, fmt.Errorf("bench: unknown scenario %q", n)
+		return nil, fmt.Errorf("bench: unknown %s %q", kind, n)
 	}
 	return out, nil
 }

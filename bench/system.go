@@ -142,24 +142,7 @@ func Systems() []System {
 // SelectSystems returns the systems of all named in names (comma
 // separated), in all's order; "" or "all" selects every one.
 func SelectSystems(all []System, names string) ([]System, error) {
-	if names == "" || names == "all" {
-		return all, nil
-	}
-	want := map[string]bool{}
-	for _, n := range strings.Split(names, ",") {
-		want[strings.TrimSpace(n)] = true
-	}
-	var out []System
-	for _, s := range all {
-		if want[s.Name] {
-			out = append(out, s)
-			delete(want, s.Name)
-		}
-	}
-	for n := range want {
-		return nil, fmt.Errorf("bench: unknown system %q", n)
-	}
-	return out, nil
+	return selectNamed(all, names, "system", func(s System) string { return s.Name })
 }
 
 // splitAddr turns "unix:///path" into ("unix", "/path") and "host:port"
