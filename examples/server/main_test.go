@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/petrel-rpc/petrel/codec"
+	"github.com/petrel-rpc/petrel/internal/frameio"
 )
 
 const ioTimeout = 10 * time.Second
@@ -127,7 +128,7 @@ type conn struct {
 	t   *testing.T
 	nc  net.Conn
 	seq uint32
-	in  []byte
+	in  frameio.Reader
 }
 
 func (p *proc) dial(t *testing.T) *conn {
@@ -160,22 +161,7 @@ func (c *conn) send(req, payload string) uint32 {
 
 func (c *conn) recv() (codec.Frame, error) {
 	c.nc.SetReadDeadline(time.Now().Add(ioTimeout))
-	buf := make([]byte, 4096)
-	for {
-		f, n, _, err := codec.Parse(c.in, codec.Options{})
-		if err != nil {
-			return f, err
-		}
-		if n > 0 {
-			c.in = c.in[n:]
-			return f, nil
-		}
-		m, err := c.nc.Read(buf)
-		c.in = append(c.in, buf[:m]...)
-		if err != nil && m == 0 {
-			return codec.Frame{}, err
-		}
-	}
+	return c.in.Next(c.nc, codec.Options{})
 }
 
 func (c *conn) call(req, payload string) codec.Frame {
