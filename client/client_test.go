@@ -433,34 +433,40 @@ func TestConcurrentCalls(t *testing.T) {
 func TestTurnBoundedByContext(t *testing.T) {
 	s := startFake(t, fakeConfig{})
 	c := mustDial(t, client.Config{Addr: s.Addr})
-	hung := make(chan error, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		_, err := c.Call(ctx, "hang", nil)
-		hung <- err
-	}()
-	// Wait until the hanging call holds the connection: a call with a
-	// short deadline then times out waiting for its turn and leaves the
-	// client open.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		short, stop := context.WithTimeout(context.Background(), 20*time.Millisecond)
-		_, err := c.Call(short, "echo", nil)
-		stop()
-		if errors.Is(err, context.DeadlineExceeded) {
-			if c.Err() != nil {
-				t.Fatalf("waiting for a turn closed the client: %v", c.Err())
-			}
-			break
-		}
-		if err != nil || time.Now().After(deadline) {
-			t.Fatalf("short call: %v", err)
-		}
+	cancel, hung := holdTurn(t, c.Call)
+	if c.Err() != nil {
+		t.Fatalf("waiting for a turn closed the client: %v", c.Err())
 	}
 	cancel()
 	if err := <-hung; !errors.Is(err, context.Canceled) {
 		t.Fatalf("hung call: %v", err)
+	}
+}
+
+// holdTurn starts a "hang" call with call and returns once it holds the
+// connection, that is once a call with a short deadline times out waiting
+// for its turn. cancel ends the hanging call, whose error then arrives on
+// hung.
+func holdTurn(t *testing.T, call func(context.Context, string, []byte) (client.Response, error)) (cancel context.CancelFunc, hung <-chan error) {
+	t.Helper()
+	errs := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		_, err := call(ctx, "hang", nil)
+		errs <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		short, stop := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		_, err := call(short, "echo", nil)
+		stop()
+		if errors.Is(err, context.DeadlineExceeded) {
+			return cancel, errs
+		}
+		if err != nil || time.Now().After(deadline) {
+			t.Fatalf("short call: %v", err)
+		}
 	}
 }
 

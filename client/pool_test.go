@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/petrel-rpc/petrel/client"
 	"github.com/petrel-rpc/petrel/codec"
@@ -147,24 +146,7 @@ func TestPoolWaitBoundedByContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	hung := make(chan error, 1)
-	go func() {
-		_, err := p.Call(ctx, "hang", nil)
-		hung <- err
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		short, stop := context.WithTimeout(context.Background(), 20*time.Millisecond)
-		_, err := p.Call(short, "echo", nil)
-		stop()
-		if errors.Is(err, context.DeadlineExceeded) {
-			break
-		}
-		if err != nil || time.Now().After(deadline) {
-			t.Fatalf("short call: %v", err)
-		}
-	}
+	cancel, hung := holdTurn(t, p.Call)
 	cancel()
 	if err := <-hung; !errors.Is(err, context.Canceled) {
 		t.Fatalf("hung call: %v", err)
