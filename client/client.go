@@ -80,6 +80,12 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	return dial(ctx, rc)
+}
+
+// dial is [Dial] with the configuration resolved.
+func dial(ctx context.Context, rc config) (*Client, error) {
+	var err error
 	if rc.DialTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, rc.DialTimeout)
@@ -300,9 +306,6 @@ func (c *Client) roundTrip(req string, payload, dst []byte, fresh bool) (resp Re
 	}
 
 	// Header and request text.
-	if c.rpos == c.rend {
-		c.rpos, c.rend = 0, 0
-	}
 	if err := c.fill(codec.HeaderLen); err != nil {
 		return Response{}, "reading answer", err
 	}

@@ -37,9 +37,9 @@ type PoolConfig struct {
 //
 // Its methods may be called from any goroutine.
 type Pool struct {
-	cfg   config   // shared settings; Addr unused
-	addrs []string // validated server addresses
-	next  atomic.Uint32
+	cfg     config   // shared settings; Addr unused
+	targets []config // cfg resolved for each server address
+	next    atomic.Uint32
 	// slots holds one token per connection the pool may have: an idle
 	// client, or nil for a connection not dialed yet. A caller takes a
 	// token for the length of its call.
@@ -57,15 +57,18 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 	if len(addrs) == 0 {
 		addrs = []string{cfg.Addr}
 	}
-	addrs = append([]string(nil), addrs...)
-	for _, a := range addrs {
-		if _, _, err := splitAddr(a); err != nil {
-			return nil, err
-		}
-	}
 	rc, err := cfg.Config.resolve(false)
 	if err != nil {
 		return nil, err
+	}
+	targets := make([]config, len(addrs))
+	for i, a := range addrs {
+		n, addr, err := splitAddr(a)
+		if err != nil {
+			return nil, err
+		}
+		targets[i] = rc
+		targets[i].Addr, targets[i].network, targets[i].address = a, n, addr
 	}
 	size := cfg.Size
 	if size < 0 {
@@ -75,10 +78,10 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		size = runtime.GOMAXPROCS(0)
 	}
 	p := &Pool{
-		cfg:   rc,
-		addrs: addrs,
-		slots: make(chan *Client, size),
-		done:  make(chan struct{}),
+		cfg:     rc,
+		targets: targets,
+		slots:   make(chan *Client, size),
+		done:    make(chan struct{}),
 	}
 	for range size {
 		p.slots <- nil
@@ -114,10 +117,8 @@ func (p *Pool) call(ctx context.Context, req string, payload, dst []byte, fresh 
 		return Response{}, ErrClosed
 	default:
 	}
-	if c != nil && c.Err() != nil {
-		c.Close()
-		c = nil
-	}
+	// An idle client is never broken: only a call or Close breaks one, and
+	// a client broken by its call is not put back.
 	if c == nil {
 		var err error
 		if c, err = p.dial(ctx); err != nil {
@@ -136,12 +137,10 @@ func (p *Pool) call(ctx context.Context, req string, payload, dst []byte, fresh 
 
 // dial connects to the next address in turn, trying the others if it fails.
 func (p *Pool) dial(ctx context.Context) (*Client, error) {
-	cfg := p.cfg.Config
-	first := int(p.next.Add(1)-1) % len(p.addrs)
+	first := int(p.next.Add(1)-1) % len(p.targets)
 	var errs []error
-	for i := range p.addrs {
-		cfg.Addr = p.addrs[(first+i)%len(p.addrs)]
-		c, err := Dial(ctx, cfg)
+	for i := range p.targets {
+		c, err := dial(ctx, p.targets[(first+i)%len(p.targets)])
 		if err == nil {
 			return c, nil
 		}

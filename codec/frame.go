@@ -1,6 +1,9 @@
 package codec
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"slices"
+)
 
 // Sizes and limits of the wire format.
 const (
@@ -133,6 +136,11 @@ func AppendFrame(dst []byte, f Frame, m *MAC) ([]byte, error) {
 	if err := PutHeader(h[:], f.Status, f.Seq, len(f.Request), len(f.Payload)); err != nil {
 		return dst, err
 	}
+	n := HeaderLen + len(f.Request) + len(f.Payload)
+	if m != nil {
+		n += MACLen
+	}
+	dst = slices.Grow(dst, n) // at most one reallocation
 	dst = append(dst, h[:]...)
 	dst = append(dst, f.Request...)
 	dst = append(dst, f.Payload...)
