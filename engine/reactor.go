@@ -92,7 +92,8 @@ func newReactorTransport(srv *Server, network, address string) (*reactorTranspor
 		closed:  make(chan struct{}, 1),
 	}
 	t.afterWriteFn = t.afterAsyncWrite
-	t.backlogLimit = codec.HeaderLen + codec.MaxRequestLen + int(cfg.MaxPayload) + codec.MACLen + 64<<10
+	largest := codec.Header{RequestLen: codec.MaxRequestLen, PayloadLen: cfg.MaxPayload}.FrameLen(true)
+	t.backlogLimit = largest + 64<<10
 	t.tickD = tickFor(cfg.ReadTimeout, cfg.IdleTimeout)
 	t.wheel = newWheel(t.tickD, 512)
 	if !cfg.Inline {
@@ -222,7 +223,7 @@ func (t *reactorTransport) expire(rc *rconn) {
 // or at its connection limit.
 func (t *reactorTransport) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	srv := t.srv
-	if srv.draining.Load() || (srv.cfg.MaxConns > 0 && srv.stats.open.Load() >= int64(srv.cfg.MaxConns)) {
+	if srv.closed.Load() || (srv.cfg.MaxConns > 0 && srv.stats.open.Load() >= int64(srv.cfg.MaxConns)) {
 		srv.stats.refused.Add(1)
 		return nil, gnet.Close
 	}
@@ -451,7 +452,7 @@ func (rc *rconn) process() gnet.Action {
 		if len(buf) == 0 {
 			rc.reading = false
 			rc.idle()
-			if srv.draining.Load() {
+			if srv.closed.Load() {
 				if c.OutboundBuffered() > 0 {
 					// gnet's close sends only what the socket takes at
 					// once: let the answer drain first; the ticker
@@ -474,7 +475,7 @@ func (rc *rconn) process() gnet.Action {
 			return gnet.Close
 		}
 		if n == 0 {
-			if srv.draining.Load() {
+			if srv.closed.Load() {
 				return gnet.Close
 			}
 			if !rc.reading {
@@ -713,7 +714,7 @@ func (rc *rconn) release() {
 // if frames wait in its buffer or the server is draining.
 func (rc *rconn) finish() {
 	rc.idle()
-	if old := rc.state.Swap(stateIdle); old == stateBusyPending || rc.srv.draining.Load() {
+	if old := rc.state.Swap(stateIdle); old == stateBusyPending || rc.srv.closed.Load() {
 		rc.gc.Wake(nil)
 	}
 }

@@ -287,7 +287,7 @@ func (rc *rconn) trafficTLS() gnet.Action {
 		}
 	}
 	if !x.established.Load() {
-		if t.srv.draining.Load() {
+		if t.srv.closed.Load() {
 			return gnet.Close
 		}
 		return gnet.None
@@ -342,7 +342,7 @@ func (rc *rconn) decodeTLS() gnet.Action {
 			x.releasePlain()
 			rc.reading = false
 			rc.idle()
-			if eof || srv.draining.Load() {
+			if eof || srv.closed.Load() {
 				return gnet.Close
 			}
 			return gnet.None
@@ -363,7 +363,7 @@ func (rc *rconn) decodeTLS() gnet.Action {
 				rc.reading = true
 				rc.partial()
 			}
-			if eof || srv.draining.Load() {
+			if eof || srv.closed.Load() {
 				return gnet.Close
 			}
 			return gnet.None
@@ -432,8 +432,7 @@ func (rc *rconn) drainTLS() (eof bool) {
 			}
 			continue
 		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		if isTimeout(err) {
 			return false
 		}
 		if !errors.Is(err, io.EOF) {
@@ -508,7 +507,7 @@ func (rc *rconn) handleTLS() {
 	// Hand the connection back. The loop needs waking only if bytes
 	// arrived meanwhile, the answer closes the connection, the server is
 	// draining, or ciphertext is still queued (the pipe woke it for that).
-	if old := rc.state.Swap(stateIdle); old == stateBusyPending || rc.tls.closeAfter.Load() || srv.draining.Load() {
+	if old := rc.state.Swap(stateIdle); old == stateBusyPending || rc.tls.closeAfter.Load() || srv.closed.Load() {
 		rc.tls.pipe.wakeSet.Store(false)
 		rc.tls.pipe.kick()
 	}

@@ -36,8 +36,7 @@ type Server struct {
 	inlineHandlers bool
 	stats          *counters
 	nextID         atomic.Uint64
-	draining       atomic.Bool // set when Shutdown or Close begins
-	exchanges      sync.Pool   // *exchange, for the reactor
+	exchanges      sync.Pool // *exchange, for the reactor
 
 	t transport
 
@@ -45,7 +44,7 @@ type Server struct {
 	stopMu   sync.Mutex    // guards err
 	err      error         // why the server stopped; nil while running
 	done     chan struct{} // closed once stopped
-	closed   atomic.Bool   // a Close/Shutdown has been called
+	closed   atomic.Bool   // a Close or Shutdown has begun: the server drains
 }
 
 // Listen starts a server as cfg says and returns once it is listening. The
@@ -153,7 +152,6 @@ func (s *Server) Close() error {
 		<-s.done
 		return net.ErrClosed
 	}
-	s.draining.Store(true)
 	err := s.t.close()
 	s.finish(ErrServerClosed)
 	return err
@@ -166,7 +164,6 @@ func (s *Server) stop(ctx context.Context, why error) error {
 	}
 	s.log.Log(context.Background(), codec.StatusShuttingDown.Level(), "petrel: server shutting down",
 		"addr", s.AddrString(), "status", int(codec.StatusShuttingDown))
-	s.draining.Store(true)
 	err := s.t.shutdown(ctx)
 	if cerr := s.t.close(); err == nil && cerr != nil && !errors.Is(cerr, net.ErrClosed) {
 		err = cerr
@@ -180,7 +177,6 @@ func (s *Server) fail(err error) {
 	s.log.Error("petrel: listener failed", "addr", s.AddrString(), "status", int(codec.StatusListenerFailed), "err", err)
 	go func() {
 		if s.closed.CompareAndSwap(false, true) {
-			s.draining.Store(true)
 			_ = s.t.close()
 			s.finish(fmt.Errorf("petrel: listener failed: %w", err))
 		}

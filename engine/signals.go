@@ -20,7 +20,6 @@ var sigState struct {
 	servers map[*Server]struct{} // servers to shut down on a signal
 	ch      chan os.Signal       // nil while no watcher runs
 	stop    chan struct{}        // closes the watcher
-	done    chan struct{}        // closed when the watcher exited
 }
 
 func registerSignals(s *Server) {
@@ -32,10 +31,10 @@ func registerSignals(s *Server) {
 	sigState.servers[s] = struct{}{}
 	if sigState.ch == nil {
 		ch := make(chan os.Signal, 2)
-		stop, done := make(chan struct{}), make(chan struct{})
-		sigState.ch, sigState.stop, sigState.done = ch, stop, done
+		stop := make(chan struct{})
+		sigState.ch, sigState.stop = ch, stop
 		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-		go watchSignals(ch, stop, done)
+		go watchSignals(ch, stop)
 	}
 }
 
@@ -46,11 +45,11 @@ func unregisterSignals(s *Server) {
 		return
 	}
 	delete(sigState.servers, s)
-	var stop, done chan struct{}
+	var stop chan struct{}
 	if len(sigState.servers) == 0 && sigState.ch != nil {
 		signal.Stop(sigState.ch)
-		stop, done = sigState.stop, sigState.done
-		sigState.ch, sigState.stop, sigState.done = nil, nil, nil
+		stop = sigState.stop
+		sigState.ch, sigState.stop = nil, nil
 	}
 	sigState.mu.Unlock()
 	if stop != nil {
@@ -58,11 +57,9 @@ func unregisterSignals(s *Server) {
 		// The watcher may be the caller (shutting servers down after a
 		// signal); it exits on its own once this returns.
 	}
-	_ = done
 }
 
-func watchSignals(ch chan os.Signal, stop, done chan struct{}) {
-	defer close(done)
+func watchSignals(ch chan os.Signal, stop chan struct{}) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for {

@@ -16,9 +16,8 @@ import (
 // stdTransport is the baseline engine: a goroutine per connection on the
 // standard library's net package.
 type stdTransport struct {
-	srv  *Server
-	ln   net.Listener
-	path string // unix socket path to remove on close, "" for TCP
+	srv *Server
+	ln  net.Listener
 
 	mu    sync.Mutex            // guards conns
 	conns map[*stdConn]struct{} // open connections
@@ -34,7 +33,6 @@ func newStdTransport(srv *Server, network, address string) (*stdTransport, error
 	}
 	t := &stdTransport{srv: srv, ln: ln, conns: map[*stdConn]struct{}{}, idle: make(chan struct{}, 1)}
 	if network == "unix" {
-		t.path = address
 		if err := os.Chmod(address, srv.cfg.SocketMode); err != nil {
 			ln.Close()
 			return nil, err
@@ -59,11 +57,10 @@ func (t *stdTransport) accept() {
 	for {
 		nc, err := t.ln.Accept()
 		if err != nil {
-			if srv.draining.Load() || errors.Is(err, net.ErrClosed) {
+			if srv.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+			if isTimeout(err) || isTemporary(err) {
 				// EMFILE and friends: back off as net/http does.
 				if delay == 0 {
 					delay = 5 * time.Millisecond
@@ -78,7 +75,7 @@ func (t *stdTransport) accept() {
 			return
 		}
 		delay = 0
-		if srv.draining.Load() || (srv.cfg.MaxConns > 0 && srv.stats.open.Load() >= int64(srv.cfg.MaxConns)) {
+		if srv.closed.Load() || (srv.cfg.MaxConns > 0 && srv.stats.open.Load() >= int64(srv.cfg.MaxConns)) {
 			srv.stats.refused.Add(1)
 			nc.Close()
 			continue
@@ -87,7 +84,7 @@ func (t *stdTransport) accept() {
 		c.init(srv)
 		c.info.LocalAddr, c.info.RemoteAddr = nc.LocalAddr(), nc.RemoteAddr()
 		t.mu.Lock()
-		if srv.draining.Load() {
+		if srv.closed.Load() {
 			t.mu.Unlock()
 			nc.Close()
 			continue
@@ -342,7 +339,7 @@ func (c *stdConn) fill(need int) bool {
 		if len(c.buf) == 0 {
 			c.setBusy(false)
 			c.frameStart = time.Time{}
-			if srv.draining.Load() {
+			if srv.closed.Load() {
 				return false
 			}
 			c.setDeadline(srv.cfg.IdleTimeout)
@@ -369,9 +366,8 @@ func (c *stdConn) fill(need int) bool {
 			if len(c.buf) >= want {
 				return true
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				if len(c.buf) == 0 && srv.draining.Load() {
+			if isTimeout(err) {
+				if len(c.buf) == 0 && srv.closed.Load() {
 					return false
 				}
 				srv.log.Info("petrel: connection timed out", "conn", c.info.ID, "partial", len(c.buf) > 0)
