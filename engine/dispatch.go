@@ -242,15 +242,20 @@ func (s *session) frame(x *exchange, f codec.Frame, r result) [][]byte {
 	return v
 }
 
-// refusal returns the answer to a frame refused from its header (402),
-// built from the header's seq and an empty request text.
-func (s *session) refusal(x *exchange, hdr []byte, err error) [][]byte {
-	h, _ := codec.ParseHeader(hdr)
+// refusal logs and counts a frame refused from its header (402) and
+// returns its answer, built from the header's seq and an empty request
+// text. buffered is what the connection had buffered, all counted as read.
+func (s *session) refusal(x *exchange, buffered []byte, err error) [][]byte {
+	st := codec.StatusOf(err)
+	s.srv.log.Log(context.Background(), st.Level(), "petrel: frame refused", "conn", s.info.ID,
+		"remote", s.info.RemoteAddr, "status", int(st), "err", err)
+	h, _ := codec.ParseHeader(buffered)
 	reason := []byte(err.Error())
 	if le, ok := err.(*codec.LimitError); ok {
 		reason = []byte(le.Reason())
 	}
-	v, _ := x.bufs.Frame(codec.Frame{Status: codec.StatusOf(err), Seq: h.Seq, Payload: reason}, x.mac)
+	v, _ := x.bufs.Frame(codec.Frame{Status: st, Seq: h.Seq, Payload: reason}, x.mac)
+	s.srv.stats.answered(s.info.ID, st, len(buffered), vecLen(v))
 	return v
 }
 

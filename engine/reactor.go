@@ -467,9 +467,7 @@ func (rc *rconn) process() gnet.Action {
 		f, n, need, err := codec.Parse(buf, rc.t.opts)
 		if err != nil {
 			x := srv.getExchange()
-			rc.logRefusal(err)
 			v := rc.refusal(x, buf, err)
-			srv.stats.answered(rc.info.ID, codec.StatusOf(err), len(buf), vecLen(v))
 			c.Writev(v)
 			srv.putExchange(x)
 			return gnet.Close
@@ -512,13 +510,6 @@ func (rc *rconn) process() gnet.Action {
 			return act
 		}
 	}
-}
-
-// logRefusal reports a frame refused from its header.
-func (s *session) logRefusal(err error) {
-	st := codec.StatusOf(err)
-	s.srv.log.Log(context.Background(), st.Level(), "petrel: frame refused", "conn", s.info.ID,
-		"remote", s.info.RemoteAddr, "status", int(st), "err", err)
 }
 
 // serve answers frame f (n bytes). owned says f lives in rc.in; pending,

@@ -349,10 +349,8 @@ func (rc *rconn) decodeTLS() gnet.Action {
 		}
 		f, n, _, err := codec.Parse(x.plain[x.plainOff:], rc.t.opts)
 		if err != nil {
-			rc.logRefusal(err)
 			ex := srv.getExchange()
 			v := rc.refusal(ex, x.plain[x.plainOff:], err)
-			srv.stats.answered(rc.info.ID, codec.StatusOf(err), len(x.plain)-x.plainOff, vecLen(v))
 			rc.writeTLS(v)
 			srv.putExchange(ex)
 			x.closeAfter.Store(true)

@@ -240,9 +240,7 @@ func (c *stdConn) serve() {
 		f, n, need, err := codec.Parse(c.buf, opts)
 		if err != nil {
 			c.setBusy(true)
-			c.logRefusal(err)
 			v := c.refusal(c.x, c.buf, err)
-			srv.stats.answered(c.info.ID, codec.StatusOf(err), len(c.buf), vecLen(v))
 			c.write(v)
 			return
 		}
