@@ -15,6 +15,7 @@ import (
 
 	"github.com/petrel-rpc/petrel/codec"
 	"github.com/petrel-rpc/petrel/engine"
+	"github.com/petrel-rpc/petrel/internal/testnet"
 )
 
 // The conformance suite: every test here runs against every engine variant
@@ -376,9 +377,9 @@ func TestContextCancelledOnDisconnect(t *testing.T) {
 		}})
 		c := dial(t, srv)
 		c.send("wait", nil)
-		recvOrFail(t, started, ioTimeout, "handler start")
+		testnet.RecvOrFail(t, started, ioTimeout, "handler start")
 		c.close()
-		if err := recvOrFail(t, cancelled, 2*ioTimeout, "handler end"); err != context.Canceled {
+		if err := testnet.RecvOrFail(t, cancelled, 2*ioTimeout, "handler end"); err != context.Canceled {
 			t.Fatalf("handler context: %v, want context.Canceled", err)
 		}
 		// The server goes on serving.
@@ -411,7 +412,7 @@ func TestHandlerTimeout(t *testing.T) {
 		if el := time.Since(start); el < 100*time.Millisecond {
 			t.Errorf("503 after %v, before the timeout", el)
 		}
-		if err := recvOrFail(t, done, ioTimeout, "timed-out handler to return"); err != context.DeadlineExceeded {
+		if err := testnet.RecvOrFail(t, done, ioTimeout, "timed-out handler to return"); err != context.DeadlineExceeded {
 			t.Errorf("timed-out handler's context: %v", err)
 		}
 		c.expect("echo", []byte("usable"), codec.StatusOK, []byte("usable"))
@@ -424,7 +425,7 @@ func TestHandlerTimeout(t *testing.T) {
 		if f := c.recv(); f.Status != codec.StatusOK || string(f.Payload) != "b" {
 			t.Fatalf("after 503: status %d payload %q", f.Status, f.Payload)
 		}
-		recvOrFail(t, done, ioTimeout, "second timed-out handler to return")
+		testnet.RecvOrFail(t, done, ioTimeout, "second timed-out handler to return")
 		if st := srv.Stats(); st.ByStatus["503"] != 2 {
 			t.Errorf("ByStatus[503] = %d, want 2", st.ByStatus["503"])
 		}
@@ -460,7 +461,7 @@ func TestStats(t *testing.T) {
 		c2.recv()
 		c2.expectClosed()
 		c.close()
-		waitFor(t, ioTimeout, "connections to close", func() bool { return srv.Stats().OpenConns == 0 })
+		testnet.WaitFor(t, ioTimeout, "connections to close", func() bool { return srv.Stats().OpenConns == 0 })
 		st = srv.Stats()
 		if st.TotalConns != 2 || st.Requests != 7 || st.ByStatus["402"] != 1 {
 			t.Errorf("stats %+v, want 2 total, 7 requests, one 402", st)
@@ -480,7 +481,7 @@ func TestMaxConns(t *testing.T) {
 		a.expect("echo", []byte("a"), codec.StatusOK, nil)
 		b.expect("echo", []byte("b"), codec.StatusOK, nil)
 		over := dial(t, srv)
-		if _, err := over.sendErr("echo", []byte("over")); err != nil && !isClosed(err) {
+		if _, err := over.sendErr("echo", []byte("over")); err != nil && !testnet.IsClosed(err) {
 			t.Fatal(err)
 		}
 		over.expectClosed()
@@ -488,7 +489,7 @@ func TestMaxConns(t *testing.T) {
 			t.Errorf("stats %+v, want 1 refused, 2 open", st)
 		}
 		a.close()
-		waitFor(t, ioTimeout, "a to close", func() bool { return srv.Stats().OpenConns == 1 })
+		testnet.WaitFor(t, ioTimeout, "a to close", func() bool { return srv.Stats().OpenConns == 1 })
 		dial(t, srv).expect("echo", []byte("again"), codec.StatusOK, []byte("again"))
 		b.expect("echo", []byte("b"), codec.StatusOK, nil)
 	})
@@ -539,7 +540,7 @@ func TestReadTimeoutTrickle(t *testing.T) {
 		}
 		if err == nil {
 			err = c.closedErr()
-		} else if isClosed(err) {
+		} else if testnet.IsClosed(err) {
 			err = nil // closed while we were still writing
 		}
 		if err != nil {
@@ -570,7 +571,7 @@ func TestIdleTimeout(t *testing.T) {
 		// A connection that never sends anything.
 		silent := dial(t, srv)
 		silent.expectClosed()
-		waitFor(t, ioTimeout, "connections to close", func() bool { return srv.Stats().OpenConns == 0 })
+		testnet.WaitFor(t, ioTimeout, "connections to close", func() bool { return srv.Stats().OpenConns == 0 })
 	})
 }
 
@@ -623,13 +624,13 @@ func TestShutdownInFlight(t *testing.T) {
 		idle := dial(t, srv)
 		idle.expect(codec.ProtoCheck, []byte{0}, codec.StatusOK, nil)
 		for range n {
-			recvOrFail(t, started, ioTimeout, "handlers to start")
+			testnet.RecvOrFail(t, started, ioTimeout, "handlers to start")
 		}
 		shut := make(chan error, 1)
 		go func() { shut <- srv.Shutdown(context.Background()) }()
 		// The idle connection is closed while requests are in flight.
 		idle.expectClosed()
-		waitFor(t, ioTimeout, "the server to drain", func() bool {
+		testnet.WaitFor(t, ioTimeout, "the server to drain", func() bool {
 			select {
 			case <-shut:
 				t.Fatal("Shutdown returned with requests in flight")
@@ -653,7 +654,7 @@ func TestShutdownInFlight(t *testing.T) {
 			}
 			c.expectClosed()
 		}
-		if err := recvOrFail(t, shut, ioTimeout, "Shutdown"); err != nil {
+		if err := testnet.RecvOrFail(t, shut, ioTimeout, "Shutdown"); err != nil {
 			t.Fatalf("Shutdown: %v", err)
 		}
 		if err := srv.Err(); err != engine.ErrServerClosed {
@@ -682,7 +683,7 @@ func TestShutdownTimeout(t *testing.T) {
 		}})
 		c := dial(t, srv)
 		c.send("stuck", nil)
-		recvOrFail(t, started, ioTimeout, "handler start")
+		testnet.RecvOrFail(t, started, ioTimeout, "handler start")
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
 		start := time.Now()
@@ -788,7 +789,7 @@ func TestCloseUnderLoad(t *testing.T) {
 			}()
 		}
 		for range n {
-			recvOrFail(t, busy, ioTimeout, "clients to get busy")
+			testnet.RecvOrFail(t, busy, ioTimeout, "clients to get busy")
 		}
 		start := time.Now()
 		if err := srv.Close(); err != nil {
@@ -828,15 +829,15 @@ func TestPeerClosesMidRequest(t *testing.T) {
 		for round := range 3 {
 			a := dial(t, srv)
 			a.send("slow", []byte("from A"))
-			recvOrFail(t, started, ioTimeout, "handler start")
+			testnet.RecvOrFail(t, started, ioTimeout, "handler start")
 			a.close()
-			waitFor(t, ioTimeout, "A's close to reach the server", func() bool { return srv.Stats().OpenConns == stillOpen })
+			testnet.WaitFor(t, ioTimeout, "A's close to reach the server", func() bool { return srv.Stats().OpenConns == stillOpen })
 			const nb = 8
 			bs := make([]*client, nb)
 			for i := range bs {
 				bs[i] = dial(t, srv)
 			}
-			waitFor(t, ioTimeout, "B connections to open", func() bool { return srv.Stats().OpenConns == nb+stillOpen })
+			testnet.WaitFor(t, ioTimeout, "B connections to open", func() bool { return srv.Stats().OpenConns == nb+stillOpen })
 			release <- struct{}{}
 			for _, b := range bs {
 				b.expectSilence(50 * time.Millisecond)
@@ -845,7 +846,7 @@ func TestPeerClosesMidRequest(t *testing.T) {
 			for _, b := range bs {
 				b.close()
 			}
-			waitFor(t, ioTimeout, fmt.Sprint("round ", round, " connections to close"), func() bool { return srv.Stats().OpenConns == 0 })
+			testnet.WaitFor(t, ioTimeout, fmt.Sprint("round ", round, " connections to close"), func() bool { return srv.Stats().OpenConns == 0 })
 		}
 	})
 }
@@ -864,7 +865,7 @@ func TestManyConnections(t *testing.T) {
 				for i := range cs {
 					cs[i] = dial(t, srv)
 				}
-				waitFor(t, ioTimeout, "all connections to open", func() bool { return srv.Stats().OpenConns == conns })
+				testnet.WaitFor(t, ioTimeout, "all connections to open", func() bool { return srv.Stats().OpenConns == conns })
 				errs := make(chan error, workers)
 				var wg sync.WaitGroup
 				for w := range workers {
@@ -949,7 +950,7 @@ func TestLoggedStatuses(t *testing.T) {
 		c := dial(t, srv)
 		c.expect("echo", nil, codec.StatusOK, nil)
 		c.close()
-		waitFor(t, ioTimeout, "the close", func() bool { return srv.Stats().OpenConns == 0 })
+		testnet.WaitFor(t, ioTimeout, "the close", func() bool { return srv.Stats().OpenConns == 0 })
 		if err := srv.Shutdown(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -999,7 +1000,7 @@ func TestReadTimeoutHeaderTrickle(t *testing.T) {
 		}
 		if err == nil {
 			err = c.closedErr()
-		} else if isClosed(err) {
+		} else if testnet.IsClosed(err) {
 			err = nil
 		}
 		if err != nil {

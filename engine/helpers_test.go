@@ -4,20 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/petrel-rpc/petrel/codec"
 	"github.com/petrel-rpc/petrel/engine"
 	"github.com/petrel-rpc/petrel/internal/frameio"
+	"github.com/petrel-rpc/petrel/internal/testnet"
 )
 
 // ioTimeout bounds every blocking read or write a test client makes, so a
@@ -108,14 +107,6 @@ func testHandlers() map[string]engine.Handler {
 	}
 }
 
-// quietLogger discards everything unless PETREL_TEST_LOG is set.
-func quietLogger() *slog.Logger {
-	if os.Getenv("PETREL_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
 // listen starts a server for env e with cfg (Addr, Engine, Inline, Logger,
 // Handlers and IgnoreSignals filled in where unset) and closes it at
 // cleanup.
@@ -137,7 +128,7 @@ func listen(t testing.TB, cfg engine.Config) *engine.Server {
 	t.Helper()
 	cfg.IgnoreSignals = true
 	if cfg.Logger == nil {
-		cfg.Logger = quietLogger()
+		cfg.Logger = testnet.QuietLogger()
 	}
 	if cfg.Handlers == nil {
 		cfg.Handlers = testHandlers()
@@ -297,7 +288,7 @@ func (c *client) closedErr() error {
 	if err == nil {
 		return fmt.Errorf("got a frame (status %d seq %d %q), want the connection closed", f.Status, f.Seq, f.Request)
 	}
-	if isClosed(err) {
+	if testnet.IsClosed(err) {
 		return nil
 	}
 	return fmt.Errorf("want the connection closed, got %w", err)
@@ -318,41 +309,8 @@ func (c *client) expectSilence(d time.Duration) {
 	if err == nil {
 		c.t.Fatalf("unexpected frame: status %d seq %d %q %q", f.Status, f.Seq, f.Request, f.Payload)
 	}
-	if !isTimeout(err) {
+	if !testnet.IsTimeout(err) {
 		c.t.Fatalf("want silence, got %v", err)
-	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-func isClosed(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
-}
-
-// waitFor polls cond every few milliseconds until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
-// recvOrFail receives from ch or fails after d.
-func recvOrFail[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(d):
-		t.Fatalf("timed out after %v waiting for %s", d, what)
-		panic("unreachable")
 	}
 }
 

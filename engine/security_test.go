@@ -21,6 +21,7 @@ import (
 	pclient "github.com/petrel-rpc/petrel/client"
 	"github.com/petrel-rpc/petrel/codec"
 	"github.com/petrel-rpc/petrel/engine"
+	"github.com/petrel-rpc/petrel/internal/testnet"
 )
 
 // secPKI is a throwaway certificate authority with a server certificate
@@ -106,7 +107,7 @@ func secServer(t *testing.T, v variant, mtls bool, mod func(*engine.Config)) *en
 		Inline:        v.inline,
 		TLS:           tc,
 		IgnoreSignals: true,
-		Logger:        quietLogger(),
+		Logger:        testnet.QuietLogger(),
 		Handlers: map[string]engine.Handler{
 			"echo": func(_ context.Context, r *engine.Request) (uint16, []byte, error) { return 200, r.Payload, nil },
 			"whoami": func(_ context.Context, r *engine.Request) (uint16, []byte, error) {
@@ -219,7 +220,7 @@ func secExpectClosed(t *testing.T, conn net.Conn, within time.Duration) {
 	t.Helper()
 	conn.SetReadDeadline(time.Now().Add(within))
 	_, err := io.Copy(io.Discard, conn)
-	if isTimeout(err) {
+	if testnet.IsTimeout(err) {
 		t.Fatalf("connection still open after %v", within)
 	}
 }
@@ -329,7 +330,7 @@ func TestTLSMaxHandshakes(t *testing.T) {
 	closed := 0
 	for _, c := range conns {
 		c.SetReadDeadline(time.Now().Add(time.Second))
-		if _, err := io.Copy(io.Discard, c); !isTimeout(err) {
+		if _, err := io.Copy(io.Discard, c); !testnet.IsTimeout(err) {
 			closed++
 		}
 	}
@@ -410,7 +411,7 @@ func TestPeerCredentials(t *testing.T) {
 		got := make(chan *engine.PeerCred, 1)
 		s, err := engine.Listen(engine.Config{
 			Addr: "unix://" + sockPath(t), Engine: v.kind, Inline: v.inline,
-			IgnoreSignals: true, Logger: quietLogger(),
+			IgnoreSignals: true, Logger: testnet.QuietLogger(),
 			Handlers: map[string]engine.Handler{"who": func(_ context.Context, r *engine.Request) (uint16, []byte, error) {
 				select {
 				case got <- r.Conn.PeerCred:

@@ -16,6 +16,7 @@ import (
 
 	"github.com/petrel-rpc/petrel/codec"
 	"github.com/petrel-rpc/petrel/engine"
+	"github.com/petrel-rpc/petrel/internal/testnet"
 )
 
 // signalChildEnv switches the test binary into signalChild (see TestMain).
@@ -39,7 +40,7 @@ func signalChild() int {
 			Addr:   "127.0.0.1:0",
 			Engine: v.kind,
 			Inline: v.inline,
-			Logger: quietLogger(),
+			Logger: testnet.QuietLogger(),
 			Handlers: map[string]engine.Handler{
 				"echo": testHandlers()["echo"],
 				"slow": func(ctx context.Context, req *engine.Request) (uint16, []byte, error) {
@@ -146,7 +147,7 @@ func TestSignal(t *testing.T) {
 	for i, nc := range conns {
 		nc.SetReadDeadline(time.Now().Add(ioTimeout))
 		b, err := io.ReadAll(nc)
-		if err != nil && !isClosed(err) {
+		if err != nil && !testnet.IsClosed(err) {
 			t.Errorf("%s: read: %v", variants[i].name, err)
 		}
 		f, n, _, err := codec.Parse(b, codec.Options{})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/petrel-rpc/petrel/codec"
 	"github.com/petrel-rpc/petrel/engine"
+	"github.com/petrel-rpc/petrel/internal/testnet"
 )
 
 // forEachVariant runs fn for every engine variant over a Unix socket.
@@ -40,7 +41,7 @@ func TestUnixSocketStaleAndLive(t *testing.T) {
 
 		for _, v := range variants {
 			_, err := engine.Listen(engine.Config{Addr: "unix://" + path, Engine: v.kind, Inline: v.inline,
-				IgnoreSignals: true, Logger: quietLogger()})
+				IgnoreSignals: true, Logger: testnet.QuietLogger()})
 			if !errors.Is(err, syscall.EADDRINUSE) {
 				t.Errorf("%s on a live socket: %v, want EADDRINUSE", v.name, err)
 			}
@@ -52,7 +53,7 @@ func TestUnixSocketStaleAndLive(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = engine.Listen(engine.Config{Addr: "unix://" + file, Engine: e.kind, Inline: e.inline,
-			IgnoreSignals: true, Logger: quietLogger()})
+			IgnoreSignals: true, Logger: testnet.QuietLogger()})
 		if !errors.Is(err, syscall.EADDRINUSE) {
 			t.Errorf("on a regular file: %v, want EADDRINUSE", err)
 		}
@@ -112,7 +113,7 @@ func TestConfigErrors(t *testing.T) {
 		{Addr: "127.0.0.1:0", Workers: -1},
 	} {
 		cfg.IgnoreSignals = true
-		cfg.Logger = quietLogger()
+		cfg.Logger = testnet.QuietLogger()
 		if srv, err := engine.Listen(cfg); !errors.Is(err, engine.ErrConfig) {
 			t.Errorf("Listen(%+v) = %v, want ErrConfig", cfg, err)
 			if srv != nil {
@@ -121,7 +122,7 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 	// A handler with a bad name fails Listen.
-	_, err := engine.Listen(engine.Config{Addr: "127.0.0.1:0", IgnoreSignals: true, Logger: quietLogger(),
+	_, err := engine.Listen(engine.Config{Addr: "127.0.0.1:0", IgnoreSignals: true, Logger: testnet.QuietLogger(),
 		Handlers: map[string]engine.Handler{"": testHandlers()["echo"]}})
 	if !errors.Is(err, engine.ErrBadName) {
 		t.Errorf("empty handler name: %v", err)
@@ -130,7 +131,7 @@ func TestConfigErrors(t *testing.T) {
 	for _, v := range variants {
 		srv := listen(t, engine.Config{Addr: "127.0.0.1:0", Engine: v.kind})
 		if s2, err := engine.Listen(engine.Config{Addr: srv.AddrString(), Engine: v.kind, Inline: v.inline,
-			IgnoreSignals: true, Logger: quietLogger()}); err == nil {
+			IgnoreSignals: true, Logger: testnet.QuietLogger()}); err == nil {
 			s2.Close()
 			t.Errorf("%s: second Listen on %s succeeded", v.name, srv.AddrString())
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/petrel-rpc/petrel/codec"
 	"github.com/petrel-rpc/petrel/engine"
+	"github.com/petrel-rpc/petrel/internal/testnet"
 )
 
 // A client that goes away at every stage of a request, with a FIN or a
@@ -72,7 +73,7 @@ func TestDisconnectAtEveryStage(t *testing.T) {
 				if _, err := c.send("hold", []byte("x")); err != nil {
 					return err
 				}
-				recvOrFail(t, started, ioTimeout, "handler start")
+				testnet.RecvOrFail(t, started, ioTimeout, "handler start")
 				return nil
 			}})
 		}
@@ -89,14 +90,14 @@ func TestDisconnectAtEveryStage(t *testing.T) {
 					c.abort()
 				}
 				if st.name == "while its handler runs" {
-					recvOrFail(t, cancelled, ioTimeout, "the handler's context to be cancelled")
+					testnet.RecvOrFail(t, cancelled, ioTimeout, "the handler's context to be cancelled")
 				}
 			}
 			if err := checkEcho(srv, nil, []byte("after "+st.name)); err != nil {
 				t.Fatalf("after %q: %v", st.name, err)
 			}
 		}
-		waitFor(t, ioTimeout, "every connection to close", func() bool { return srv.Stats().OpenConns == 0 })
+		testnet.WaitFor(t, ioTimeout, "every connection to close", func() bool { return srv.Stats().OpenConns == 0 })
 	})
 }
 
@@ -194,7 +195,7 @@ func TestHandlerNeverReturns(t *testing.T) {
 			}
 		}
 		for range hung {
-			recvOrFail(t, ctxDone, ioTimeout, "hung handlers' contexts to be cancelled")
+			testnet.RecvOrFail(t, ctxDone, ioTimeout, "hung handlers' contexts to be cancelled")
 		}
 		// Every hung handler is still running. The pool serves others
 		// promptly, many at once, and the hung connections themselves.
@@ -265,7 +266,7 @@ func TestMaxConnsFlood(t *testing.T) {
 				mu.Lock()
 				dialled++
 				mu.Unlock()
-				if _, err := c.send("echo", []byte("over")); err != nil && !isClosed(err) {
+				if _, err := c.send("echo", []byte("over")); err != nil && !testnet.IsClosed(err) {
 					errs <- fmt.Errorf("flood %d: %w", i, err)
 					return
 				}
@@ -294,7 +295,7 @@ func TestMaxConnsFlood(t *testing.T) {
 			t.Errorf("stats: %d refused, %d open; want %d refused, %d open", st.Refused, st.OpenConns, dialled, limit)
 		}
 		admitted[0].close()
-		waitFor(t, ioTimeout, "a slot to free", func() bool { return srv.Stats().OpenConns == limit-1 })
+		testnet.WaitFor(t, ioTimeout, "a slot to free", func() bool { return srv.Stats().OpenConns == limit-1 })
 		if err := checkEcho(srv, nil, []byte("freed slot")); err != nil {
 			t.Fatal(err)
 		}
@@ -332,6 +333,6 @@ func TestResetAfterLastByte(t *testing.T) {
 		if err := checkEcho(srv, nil, []byte("still here")); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, ioTimeout, "every connection to close", func() bool { return srv.Stats().OpenConns == 0 })
+		testnet.WaitFor(t, ioTimeout, "every connection to close", func() bool { return srv.Stats().OpenConns == 0 })
 	})
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/petrel-rpc/petrel/codec"
 	"github.com/petrel-rpc/petrel/engine"
+	"github.com/petrel-rpc/petrel/internal/testnet"
 )
 
 // The live-server fuzz target's servers: one per engine variant, with and
@@ -52,7 +53,7 @@ func fuzzServers() ([]*fuzzServer, error) {
 					ReadTimeout:   250 * time.Millisecond,
 					IdleTimeout:   5 * time.Second,
 					HMACKey:       key,
-					Logger:        quietLogger(),
+					Logger:        testnet.QuietLogger(),
 					IgnoreSignals: true,
 					Handlers:      baseHandlers(variant{inline: true}), // echo, fail, panic: none blocks
 				})
@@ -220,7 +221,7 @@ func fuzzOne(s *fuzzServer, data []byte, cut int) error {
 	for i, w := range want {
 		f, err := c.recv(fuzzRead)
 		if err != nil {
-			if errors.Is(err, errTorn) || !isClosed(err) || len(data) < 64<<10 {
+			if errors.Is(err, errTorn) || !testnet.IsClosed(err) || len(data) < 64<<10 {
 				return fmt.Errorf("answer %d of %d (status %d seq %d): %w", i+1, len(want), w.status, w.seq, err)
 			}
 			// A stream larger than the reactor's pipelining backlog may be
@@ -246,7 +247,7 @@ func fuzzOne(s *fuzzServer, data []byte, cut int) error {
 		return fmt.Errorf("unexpected answer: status %d seq %d request %q", f.Status, f.Seq, f.Request)
 	case errors.Is(err, errTorn):
 		return err
-	case isTimeout(err), isClosed(err), errors.Is(err, net.ErrClosed):
+	case testnet.IsTimeout(err), testnet.IsClosed(err), errors.Is(err, net.ErrClosed):
 		return nil
 	}
 	return err

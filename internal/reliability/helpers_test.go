@@ -4,18 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
-	"os"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/petrel-rpc/petrel/codec"
 	"github.com/petrel-rpc/petrel/engine"
 	"github.com/petrel-rpc/petrel/internal/frameio"
+	"github.com/petrel-rpc/petrel/internal/testnet"
 )
 
 // ioTimeout bounds every blocking read or write a test client makes, so a
@@ -57,14 +54,6 @@ func forEach(t *testing.T, fn func(t *testing.T, v variant)) {
 			fn(t, v)
 		})
 	}
-}
-
-// quietLogger discards everything unless PETREL_TEST_LOG is set.
-func quietLogger() *slog.Logger {
-	if os.Getenv("PETREL_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
 }
 
 // baseHandlers are registered on every test server unless the config
@@ -118,7 +107,7 @@ func listen(t testing.TB, v variant, cfg engine.Config) *engine.Server {
 		cfg.EventLoops = 2
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = quietLogger()
+		cfg.Logger = testnet.QuietLogger()
 	}
 	if cfg.Handlers == nil {
 		cfg.Handlers = baseHandlers(v)
@@ -224,7 +213,7 @@ func (c *conn) recv(d time.Duration) (codec.Frame, error) {
 	c.nc.SetReadDeadline(time.Now().Add(d))
 	f, err := c.rd.Next(c.nc, c.opts)
 	if err != nil {
-		if isClosed(err) && c.rd.Buffered() > 0 {
+		if testnet.IsClosed(err) && c.rd.Buffered() > 0 {
 			have := c.rd.Buffered()
 			return codec.Frame{}, fmt.Errorf("%w (%d bytes of %d): %w", errTorn, have, have+c.rd.Missing(), err)
 		}
@@ -275,21 +264,11 @@ func (c *conn) closedErr(d time.Duration) error {
 	switch {
 	case err == nil:
 		return fmt.Errorf("got a frame (status %d seq %d %q), want the connection closed", f.Status, f.Seq, f.Request)
-	case isClosed(err) && !errors.Is(err, errTorn):
+	case testnet.IsClosed(err) && !errors.Is(err, errTorn):
 		return nil
 	default:
 		return fmt.Errorf("want the connection closed, got %w", err)
 	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// isClosed reports a clean connection error: the peer closed or reset it.
-func isClosed(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // checkEcho dials srv and checks that an echo works: the server still
@@ -301,30 +280,6 @@ func checkEcho(srv *engine.Server, key []byte, p []byte) error {
 	}
 	defer c.abort()
 	return c.echo(p)
-}
-
-// waitFor polls cond until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
-// recvOrFail receives from ch or fails after d.
-func recvOrFail[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(d):
-		t.Fatalf("timed out after %v waiting for %s", d, what)
-		panic("unreachable")
-	}
 }
 
 // heapInUse returns the heap in use after a collection.

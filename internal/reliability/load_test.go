@@ -12,6 +12,7 @@ import (
 
 	"github.com/petrel-rpc/petrel/codec"
 	"github.com/petrel-rpc/petrel/engine"
+	"github.com/petrel-rpc/petrel/internal/testnet"
 )
 
 // Slowloris: clients that trickle a frame one byte at a time, and clients
@@ -60,7 +61,7 @@ func TestSlowloris(t *testing.T) {
 				}
 				el := time.Since(start)
 				switch {
-				case !isClosed(err):
+				case !testnet.IsClosed(err):
 					errs <- fmt.Errorf("client %d: want the server to close, got %v after %v", i, err, el)
 				case el > bound:
 					errs <- fmt.Errorf("client %d: closed after %v, want within %v", i, el, bound)
@@ -84,7 +85,7 @@ func TestSlowloris(t *testing.T) {
 			t.Error(err)
 		}
 		good.close()
-		waitFor(t, ioTimeout, "every connection to close", func() bool { return srv.Stats().OpenConns == 0 })
+		testnet.WaitFor(t, ioTimeout, "every connection to close", func() bool { return srv.Stats().OpenConns == 0 })
 	})
 }
 
@@ -130,7 +131,7 @@ func TestPipelinedNeverReads(t *testing.T) {
 			switch {
 			case werr == nil:
 				t.Errorf("sent %d MiB without being stopped", sent>>20)
-			case v.kind == engine.Reactor && !isClosed(werr):
+			case v.kind == engine.Reactor && !testnet.IsClosed(werr):
 				t.Errorf("reactor: write ended with %v, want the connection closed", werr)
 			case v.kind == engine.Std && !errors.Is(werr, os.ErrDeadlineExceeded):
 				t.Errorf("std: write ended with %v, want it blocked (TCP backpressure)", werr)
@@ -142,7 +143,7 @@ func TestPipelinedNeverReads(t *testing.T) {
 				t.Fatal(err)
 			}
 			flood.close()
-			waitFor(t, ioTimeout, "the flooding connection to close", func() bool { return srv.Stats().OpenConns == 1 })
+			testnet.WaitFor(t, ioTimeout, "the flooding connection to close", func() bool { return srv.Stats().OpenConns == 1 })
 		})
 	}
 }
@@ -200,7 +201,7 @@ func TestConnectionChurn(t *testing.T) {
 		if min := float64(scale(800)); rate < min {
 			t.Errorf("%.0f connections/s, want at least %.0f", rate, min)
 		}
-		waitFor(t, ioTimeout, "every connection to close", func() bool { return srv.Stats().OpenConns == 0 })
+		testnet.WaitFor(t, ioTimeout, "every connection to close", func() bool { return srv.Stats().OpenConns == 0 })
 		// A connection reset while still in the kernel's accept queue never
 		// reaches the server (accept skips it), so only the served ones are
 		// certain to be counted.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/petrel-rpc/petrel/codec"
 	"github.com/petrel-rpc/petrel/engine"
+	"github.com/petrel-rpc/petrel/internal/testnet"
 )
 
 // loadResult is what the load clients saw.
@@ -74,7 +75,7 @@ func loadClient(c *conn, id int, maxCalls int, slow string, r *loadResult) {
 		}
 		seq, err := c.send(req, p)
 		if err != nil {
-			if !isClosed(err) {
+			if !testnet.IsClosed(err) {
 				r.fail(fmt.Errorf("client %d: send: %w", id, err))
 			}
 			// Not fully written: the server may not owe an answer, but any
@@ -97,7 +98,7 @@ func loadClient(c *conn, id int, maxCalls int, slow string, r *loadResult) {
 		case err == nil:
 			r.fail(fmt.Errorf("client %d: %q seq %d: answer status %d seq %d %q, %d bytes", id, req, seq, f.Status, f.Seq, f.Request, len(f.Payload)))
 			return
-		case isClosed(err) && !errors.Is(err, errTorn):
+		case testnet.IsClosed(err) && !errors.Is(err, errTorn):
 			r.clean.Add(1)
 			return
 		default:
@@ -132,7 +133,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 			c := mustDial(t, srv, nil)
 			wg.Go(func() { loadClient(c, i, 1_000_000, slow, &r) })
 		}
-		waitFor(t, ioTimeout, "load", func() bool { return r.answered.Load() >= int64(20*clients) })
+		testnet.WaitFor(t, ioTimeout, "load", func() bool { return r.answered.Load() >= int64(20*clients) })
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		start := time.Now()
@@ -176,7 +177,7 @@ func TestShutdownFlushesPendingAnswer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, ioTimeout, "the answer to be under way", func() bool { return srv.Stats().Requests == 1 })
+		testnet.WaitFor(t, ioTimeout, "the answer to be under way", func() bool { return srv.Stats().Requests == 1 })
 		shut := make(chan error, 1)
 		go func() { shut <- srv.Shutdown(context.Background()) }()
 		// Read slowly, 16 KiB per tick after a pause, as a client on a slow
@@ -200,13 +201,13 @@ func TestShutdownFlushesPendingAnswer(t *testing.T) {
 			n, rerr = c.nc.Read(got[len(got):min(cap(got), len(got)+16<<10)])
 			got = got[:len(got)+n]
 		}
-		if !isClosed(rerr) {
+		if !testnet.IsClosed(rerr) {
 			t.Fatalf("after %d of %d bytes: %v, want the answer then a clean close", len(got), len(want), rerr)
 		}
 		if !bytes.Equal(got, want) {
 			t.Fatalf("got %d bytes before the close, want the %d-byte answer whole (%v)", len(got), len(want), rerr)
 		}
-		if err := recvOrFail(t, shut, ioTimeout, "Shutdown"); err != nil {
+		if err := testnet.RecvOrFail(t, shut, ioTimeout, "Shutdown"); err != nil {
 			t.Fatalf("Shutdown: %v", err)
 		}
 	})
@@ -243,9 +244,9 @@ func TestCloseUnderLoad(t *testing.T) {
 			wg.Go(func() { loadClient(c, i, 1_000_000, "", &r) })
 		}
 		for range nblocked {
-			recvOrFail(t, blocked, ioTimeout, "handlers to block")
+			testnet.RecvOrFail(t, blocked, ioTimeout, "handlers to block")
 		}
-		waitFor(t, ioTimeout, "load", func() bool { return r.answered.Load() >= int64(20*clients) })
+		testnet.WaitFor(t, ioTimeout, "load", func() bool { return r.answered.Load() >= int64(20*clients) })
 		start := time.Now()
 		if err := srv.Close(); err != nil {
 			t.Errorf("Close: %v", err)
@@ -301,7 +302,7 @@ func TestSIGTERMExampleServer(t *testing.T) {
 					}
 				}
 			}()
-			line := recvOrFail(t, lines, 30*time.Second, "the listening line")
+			line := testnet.RecvOrFail(t, lines, 30*time.Second, "the listening line")
 			addr, ok := strings.CutPrefix(line, "listening on ")
 			if !ok {
 				t.Fatalf("first line %q", line)
@@ -324,7 +325,7 @@ func TestSIGTERMExampleServer(t *testing.T) {
 				}
 				wg.Go(func() { loadClient(c, i, 1_000_000, slow, &r) })
 			}
-			waitFor(t, ioTimeout, "load", func() bool { return r.answered.Load() >= int64(10*clients) })
+			testnet.WaitFor(t, ioTimeout, "load", func() bool { return r.answered.Load() >= int64(10*clients) })
 			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}

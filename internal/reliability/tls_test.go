@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/petrel-rpc/petrel/engine"
+	"github.com/petrel-rpc/petrel/internal/testnet"
 )
 
 // testCert returns a server certificate for 127.0.0.1 and a pool that
@@ -120,7 +121,7 @@ func TestTLSStalledHandshake(t *testing.T) {
 					_, err := io.Copy(io.Discard, c.nc)
 					el := time.Since(start)
 					switch {
-					case err != nil && !isClosed(err):
+					case err != nil && !testnet.IsClosed(err):
 						errs <- fmt.Errorf("%s %d: want the server to close, got %v after %v", st.name, i, err, el)
 					case el > bound:
 						errs <- fmt.Errorf("%s %d: closed after %v, want within %v", st.name, i, el, bound)
@@ -146,6 +147,6 @@ func TestTLSStalledHandshake(t *testing.T) {
 		for err := range errs {
 			t.Error(err)
 		}
-		waitFor(t, ioTimeout, "every connection to close", func() bool { return srv.Stats().OpenConns == 0 })
+		testnet.WaitFor(t, ioTimeout, "every connection to close", func() bool { return srv.Stats().OpenConns == 0 })
 	})
 }
