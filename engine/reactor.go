@@ -540,10 +540,18 @@ func (rc *rconn) serve(f codec.Frame, n int, owned, pending bool) (gnet.Action, 
 		}
 		return gnet.None, false
 	}
+	rc.direct = c.OutboundBuffered() == 0
+	rc.handOff(x, f, pending)
+	return gnet.None, true
+}
+
+// handOff gives frame f, with exchange x, to a worker: the connection is
+// busy (pending says more bytes wait behind f) and has no read deadline
+// until the answer is written. Loop goroutine.
+func (rc *rconn) handOff(x *exchange, f codec.Frame, pending bool) {
 	x.rc = rc
 	x.cur = f
 	rc.x = x
-	rc.direct = c.OutboundBuffered() == 0
 	rc.deadline.Store(noDeadline)
 	if pending {
 		rc.state.Store(stateBusyPending)
@@ -551,7 +559,6 @@ func (rc *rconn) serve(f codec.Frame, n int, owned, pending bool) (gnet.Action, 
 		rc.state.Store(stateBusy)
 	}
 	rc.submit()
-	return gnet.None, true
 }
 
 // submit hands the connection's request to the worker pool; when the pool

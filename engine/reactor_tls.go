@@ -381,18 +381,8 @@ func (rc *rconn) decodeTLS() gnet.Action {
 			}
 			continue
 		}
-		ex := srv.getExchange()
-		ex.rc = rc
-		ex.cur = f
-		rc.x = ex
-		rc.deadline.Store(noDeadline)
-		if x.plainOff < len(x.plain) || eof {
-			rc.state.Store(stateBusyPending)
-		} else {
-			rc.state.Store(stateBusy)
-		}
 		x.peerEOF = eof
-		rc.submit()
+		rc.handOff(srv.getExchange(), f, x.plainOff < len(x.plain) || eof)
 		return gnet.None
 	}
 }
