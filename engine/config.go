@@ -62,18 +62,61 @@ type Config struct {
 	// IdleTimeout closes a connection with nothing pending for this long;
 	// 0 means 5m, negative means none.
 	IdleTimeout time.Duration
+	// WriteTimeout closes a connection whose pending answer has not moved
+	// for this long (progress-based: a slow reader that keeps reading gets
+	// every byte); 0 means 30s, negative means none. During a graceful
+	// shutdown it also bounds how long a connection may take to receive
+	// its last answer.
+	WriteTimeout time.Duration
 	// HandlerTimeout cancels a handler's context after this long and
-	// answers 503 (the handler's late result is discarded); 0 means none.
+	// answers it as timed out (504 on version-1 sessions, 500 "handler
+	// timeout" on version 0) without waiting for it; the handler's late
+	// result is discarded. 0 means none. [HandlerOptions.Timeout]
+	// overrides it per handler. Inline handlers cannot be pre-empted: they
+	// see it as their context's deadline, and one that returns after it is
+	// answered as timed out.
 	HandlerTimeout time.Duration
+	// QueueTimeout bounds how long a request may wait for a worker (or for
+	// a handler's [HandlerOptions.MaxConcurrent] slot) before it is
+	// answered busy without running (503 on version-1 sessions, 500
+	// "server busy" on version 0); 0 means 1s, negative means wait
+	// forever.
+	QueueTimeout time.Duration
+	// MaxAbandoned bounds the handlers still running after their timeout
+	// answered for them; past it new requests are answered busy instead of
+	// started. 0 means the worker pool's size (reactor) or 1024 (std).
+	MaxAbandoned int
+	// MaxBuffered bounds the bytes held, across all connections, for
+	// partly received frames and pipelined frames not yet served; 0 means
+	// 64 MiB. When it is reached the connections holding the most are
+	// closed (reactor) or made to wait (std), counted in Stats.Evicted.
+	MaxBuffered int64
+	// ShutdownTimeout bounds the graceful shutdown that the first SIGINT
+	// or SIGTERM starts (a second signal closes at once); 0 means 30s.
+	ShutdownTimeout time.Duration
+	// MinProtocol is the lowest protocol version served: 0 (the default)
+	// serves classic clients too; 1 refuses version-0 clients (497).
+	MinProtocol uint8
+	// Introspection enables the built-in requests petrel.handlers,
+	// petrel.health and petrel.stats (subject to Middleware like any
+	// request).
+	Introspection bool
+	// HandlerOptions gives per-handler options to handlers registered
+	// through Handlers, by name.
+	HandlerOptions map[string]HandlerOptions
 	// TLS, when set, serves TLS with this configuration (both engines).
 	// Set ClientAuth to tls.RequireAndVerifyClientCert for client
 	// authentication.
 	TLS *tls.Config
 	// HandshakeTimeout bounds a TLS handshake; 0 means 10s.
 	HandshakeTimeout time.Duration
-	// MaxHandshakes bounds TLS handshakes in progress at once (reactor
-	// engine); 0 means 1024. A connection beyond it is closed.
+	// MaxHandshakes bounds TLS handshakes in progress at once (both
+	// engines); 0 means 1024. A connection takes a slot only once a whole
+	// first TLS record has arrived; one beyond the bound is closed.
 	MaxHandshakes int
+	// MaxHandshakesPerAddr bounds the handshake slots one remote IP
+	// address may hold at once; 0 means 8, negative means no bound.
+	MaxHandshakesPerAddr int
 	// HMACKey, when set, makes the server verify every request's MAC
 	// (answering 502 and closing on a mismatch) and sign every answer.
 	HMACKey []byte
@@ -107,7 +150,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxPayload == 0 {
 		c.MaxPayload = codec.DefaultMaxPayload
 	}
-	if c.MaxConns < 0 || c.Workers < 0 || c.EventLoops < 0 || c.MaxHandshakes < 0 {
+	if c.MaxConns < 0 || c.Workers < 0 || c.EventLoops < 0 || c.MaxHandshakes < 0 || c.MaxAbandoned < 0 || c.MaxBuffered < 0 {
 		return c, fmt.Errorf("%w: negative count", ErrConfig)
 	}
 	if c.ReadTimeout == 0 {
@@ -115,6 +158,24 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.QueueTimeout == 0 {
+		c.QueueTimeout = time.Second
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.MaxBuffered == 0 {
+		c.MaxBuffered = 64 << 20
+	}
+	if c.MaxHandshakesPerAddr == 0 {
+		c.MaxHandshakesPerAddr = 8
+	}
+	if c.MinProtocol > 1 {
+		return c, fmt.Errorf("%w: MinProtocol %d (0 or 1)", ErrConfig, c.MinProtocol)
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 10 * time.Second

@@ -128,6 +128,10 @@ func (s *Server) putExchange(x *exchange) {
 type result struct {
 	status  codec.Status
 	payload []byte
+	// closes is set when the library's own refusal ends the connection
+	// after this answer (402, 497, 498, 501, 502). A handler's status
+	// never closes a connection.
+	closes bool
 	// abandoned is set when a timed-out handler may still be using the
 	// request's bytes: the caller must not reuse the buffer holding them.
 	abandoned bool
@@ -139,7 +143,7 @@ func (s *session) dispatch(x *exchange, f codec.Frame) result {
 	srv := s.srv
 	if x.mac != nil {
 		if err := x.mac.Verify(f.Payload, f.MAC); err != nil {
-			return result{status: codec.StatusBadMAC, payload: reasonBadMAC}
+			return result{status: codec.StatusBadMAC, payload: reasonBadMAC, closes: true}
 		}
 	}
 	if len(f.Request) == 0 {
@@ -149,7 +153,7 @@ func (s *session) dispatch(x *exchange, f codec.Frame) result {
 		if len(f.Payload) == 1 && f.Payload[0] == codec.ProtocolVersion {
 			return result{status: codec.StatusOK, payload: protoOK}
 		}
-		return result{status: codec.StatusVersionMismatch, payload: protoOK}
+		return result{status: codec.StatusVersionMismatch, payload: protoOK, closes: true}
 	}
 	e, ok := srv.handlers.lookup(f.Request)
 	if !ok {

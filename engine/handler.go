@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"time"
 )
 
 // Handler answers one request. It returns the answer's status (200 for
@@ -53,6 +54,9 @@ type ConnInfo struct {
 	// certificate chain when client certificates are required; nil without
 	// TLS.
 	TLS *tls.ConnectionState
+	// Version is the protocol version the session negotiated: 0 (classic)
+	// or 1.
+	Version uint8
 	// PeerCred holds the peer process's credentials on a Unix domain
 	// socket (SO_PEERCRED); nil on TCP or where unavailable.
 	PeerCred *PeerCred
@@ -72,4 +76,28 @@ func Classic(f func(payload []byte) (uint16, []byte, error)) Handler {
 	return func(_ context.Context, req *Request) (uint16, []byte, error) {
 		return f(req.Payload)
 	}
+}
+
+// HandlerOptions are one handler's own settings. The zero value of each
+// field means the server-wide setting.
+type HandlerOptions struct {
+	// NonBlocking promises that the handler never blocks (no I/O, no
+	// locks held for long, no waiting on channels): on the reactor it then
+	// runs on the event loop even when the server uses the worker pool,
+	// paying no hand-off. A NonBlocking handler that does block stalls
+	// every connection of its event loop for as long as it blocks, and its
+	// timeout cannot pre-empt it.
+	NonBlocking bool
+	// Timeout overrides Config.HandlerTimeout for this handler; negative
+	// means none.
+	Timeout time.Duration
+	// MaxPayload overrides Config.MaxPayload for this handler's requests,
+	// above or below it: a request over it is answered 402 as soon as its
+	// header and request text have arrived, before any of its payload is
+	// read.
+	MaxPayload uint32
+	// MaxConcurrent bounds how many requests of this handler run at once;
+	// 0 means no bound. The excess waits at most Config.QueueTimeout, then
+	// is answered busy.
+	MaxConcurrent int
 }

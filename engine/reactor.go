@@ -535,7 +535,7 @@ func (rc *rconn) serve(f codec.Frame, n int, owned, pending bool) (gnet.Action, 
 			bytebufferpool.Put(rc.in)
 			rc.in = nil
 		}
-		if r.status.ClosesConn() {
+		if r.closes {
 			return gnet.Close, true
 		}
 		return gnet.None, false
@@ -633,7 +633,7 @@ func (rc *rconn) handle() {
 	total := vecLen(v)
 	srv.stats.answered(rc.info.ID, r.status, len(rc.in.B), total)
 	x.res = r
-	if rc.direct && !r.status.ClosesConn() {
+	if rc.direct && !r.closes {
 		// Write straight to the socket: no wake of the event loop when the
 		// kernel takes the whole answer, which it almost always does.
 		rc.wmu.Lock()
@@ -681,7 +681,7 @@ func (t *reactorTransport) afterAsyncWrite(c gnet.Conn, err error) error {
 		// absence happens here.
 		return nil
 	}
-	closes := rc.x != nil && rc.x.res.status.ClosesConn()
+	closes := rc.x != nil && rc.x.res.closes
 	rc.release()
 	if err != nil || closes {
 		c.Close()

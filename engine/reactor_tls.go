@@ -375,7 +375,7 @@ func (rc *rconn) decodeTLS() gnet.Action {
 			srv.stats.answered(rc.info.ID, r.status, n, vecLen(v))
 			rc.writeTLS(v)
 			srv.putExchange(ex)
-			if r.status.ClosesConn() {
+			if r.closes {
 				x.closeAfter.Store(true)
 				return gnet.None
 			}
@@ -477,7 +477,7 @@ func (rc *rconn) handleTLS() {
 	v := rc.frame(ex, f, r)
 	srv.stats.answered(rc.info.ID, r.status, codec.Len(f, srv.mac != nil), vecLen(v))
 	rc.writeTLS(v)
-	if r.status.ClosesConn() {
+	if r.closes {
 		rc.tls.closeAfter.Store(true)
 	}
 	rc.x = nil

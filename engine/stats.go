@@ -17,11 +17,16 @@ type Stats struct {
 	BytesIn    uint64            // bytes of frames received
 	BytesOut   uint64            // bytes of frames sent
 	ByStatus   map[string]uint64 // answers by status code
+	Abandoned  int64             // handlers still running after their timeout answered for them
+	Busy       uint64            // requests answered busy without running (queue timeout, MaxConcurrent, MaxAbandoned)
+	Evicted    uint64            // connections closed (or paused, std) by the MaxBuffered budget
+	TimedOut   uint64            // connections closed by a read, idle, write or handshake timeout
+	Sessions   [2]uint64         // sessions by negotiated protocol version (index 0 or 1)
 }
 
 // trackedStatuses are counted individually; everything else lands in
 // "other".
-var trackedStatuses = [...]codec.Status{200, 400, 401, 402, 497, 498, 499, 500, 501, 502, 503}
+var trackedStatuses = [...]codec.Status{200, 400, 401, 402, 497, 498, 499, 500, 501, 502, 503, 504}
 
 func statusSlot(s codec.Status) int {
 	for i, t := range trackedStatuses {
@@ -42,9 +47,14 @@ type statShard struct {
 
 // counters holds a server's statistics.
 type counters struct {
-	open    atomic.Int64
-	total   atomic.Uint64
-	refused atomic.Uint64
+	open      atomic.Int64
+	total     atomic.Uint64
+	refused   atomic.Uint64
+	abandoned atomic.Int64
+	busy      atomic.Uint64
+	evicted   atomic.Uint64
+	timedOut  atomic.Uint64
+	sessions  [2]atomic.Uint64
 	shards  []statShard
 }
 
@@ -69,6 +79,11 @@ func (c *counters) snapshot() Stats {
 		TotalConns: c.total.Load(),
 		Refused:    c.refused.Load(),
 		ByStatus:   map[string]uint64{},
+		Abandoned:  c.abandoned.Load(),
+		Busy:       c.busy.Load(),
+		Evicted:    c.evicted.Load(),
+		TimedOut:   c.timedOut.Load(),
+		Sessions:   [2]uint64{c.sessions[0].Load(), c.sessions[1].Load()},
 	}
 	for i := range c.shards {
 		sh := &c.shards[i]

@@ -257,7 +257,7 @@ func (c *stdConn) serve() {
 		c.frameStart = time.Time{}
 		v := c.frame(c.x, f, r)
 		srv.stats.answered(c.info.ID, r.status, n, vecLen(v))
-		if !c.write(v) || r.status.ClosesConn() || peerGone {
+		if !c.write(v) || r.closes || peerGone {
 			return
 		}
 		// Keep unread bytes (pipelined frames) at the front of buf.
