@@ -40,6 +40,10 @@ type Server struct {
 
 	t transport
 
+	// Fields owned by the dispatch layer (dispatch.go and its files),
+	// set up by initDispatch.
+	disp dispatchState
+
 	stopOnce sync.Once     // guards the transition to stopped
 	stopMu   sync.Mutex    // guards err
 	err      error         // why the server stopped; nil while running
@@ -71,6 +75,9 @@ func Listen(cfg Config) (*Server, error) {
 		s.mac = codec.NewMAC(cfg.HMACKey)
 	}
 	s.exchanges.New = func() any { return s.newExchange() }
+	if err := s.initDispatch(); err != nil {
+		return nil, err
+	}
 	for name, h := range cfg.Handlers {
 		if err := s.handlers.add(name, h); err != nil {
 			return nil, err
