@@ -110,12 +110,13 @@ type Config struct {
 	TLS *tls.Config
 	// HandshakeTimeout bounds a TLS handshake; 0 means 10s.
 	HandshakeTimeout time.Duration
-	// MaxHandshakes bounds TLS handshakes in progress at once (both
-	// engines); 0 means 1024. A connection takes a slot only once a whole
+	// MaxHandshakes bounds TLS handshakes in progress at once (reactor
+	// engine); 0 means 1024. A connection takes a slot only once a whole
 	// first TLS record has arrived; one beyond the bound is closed.
 	MaxHandshakes int
 	// MaxHandshakesPerAddr bounds the handshake slots one remote IP
-	// address may hold at once; 0 means 8, negative means no bound.
+	// address may hold at once (reactor engine); 0 means 8, negative
+	// means no bound.
 	MaxHandshakesPerAddr int
 	// HMACKey, when set, makes the server verify every request's MAC
 	// (answering 502 and closing on a mismatch) and sign every answer.

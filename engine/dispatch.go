@@ -94,6 +94,10 @@ type exchange struct {
 	req  Request
 	bufs codec.Buffers
 	mac  *codec.MAC // nil without HMAC
+	// canWait is set by the transport when the goroutine running this
+	// exchange may block (a worker, std's goroutine), false on an event
+	// loop.
+	canWait bool
 
 	// Reactor only: the request in flight and its result.
 	rc    *rconn

@@ -19,3 +19,8 @@ var (
 	// shut the server down; it wraps ErrServerClosed.
 	ErrSignal = fmt.Errorf("petrel: server closed by signal: %w", ErrServerClosed)
 )
+
+// ErrDrainCut is wrapped by what [Server.Shutdown] returns, and by
+// [Server.Err], when a graceful shutdown did not finish: its context ended,
+// [Server.Close] was called meanwhile, or a second signal arrived.
+var ErrDrainCut = errors.New("petrel: graceful shutdown cut short")

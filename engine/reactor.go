@@ -1,9 +1,12 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
+
 package engine
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -21,46 +24,53 @@ import (
 	"github.com/petrel-rpc/petrel/codec"
 )
 
-// Connection states of the reactor (rconn.state).
+// reactorAvailable reports whether this platform has the reactor engine.
+const reactorAvailable = true
+
+// Ownership states of a reactor connection (rconn.state).
 const (
 	stateIdle        int32 = iota // no request in flight; the loop may decode
 	stateBusy                     // a worker owns the request
 	stateBusyPending              // busy, and bytes wait in the inbound buffer
 )
 
-// reactorTransport is the default engine: gnet event loops decode frames
-// in place and hand each request to a bounded worker pool (or run it on the
-// loop when Config.Inline is set).
+// reactorTransport is the default engine: gnet event loops (with no
+// listener of their own: the Server's acceptor hands them each accepted
+// socket) decode frames in place and hand each request to a bounded
+// worker pool, or run it on the loop when it is non-blocking.
 type reactorTransport struct {
 	gnet.BuiltinEventEngine
 
 	srv      *Server
-	network  string
-	address  string
-	opts     codec.Options
-	eng      gnet.Engine
-	laddr    net.Addr
+	to       timeouts
+	cli      *gnet.Client
 	pool     *ants.Pool // nil in inline mode
+	workers  int
 	wheel    *wheel
 	tickD    time.Duration
 	overflow overflowQueue
 	spilling atomic.Bool    // a spill goroutine drains overflow
 	spillWG  sync.WaitGroup // spill goroutines
 
-	booted  chan struct{} // closed by OnBoot
-	runDone chan struct{} // closed when gnet.Run returns
-	runErr  error         // gnet.Run's result; read after runDone
-
 	afterWriteFn gnet.AsyncCallback // t.afterAsyncWrite, bound once
 	backlogLimit int                // most inbound bytes buffered behind a request in flight
 
-	stalledMu sync.Mutex // guards stalled
-	stalled   []*rconn   // connections not reading their answers, woken by OnTick
-
 	handshakes atomic.Int64   // TLS handshakes in progress
+	hsMu       sync.Mutex     // guards hsByAddr
+	hsByAddr   map[string]int // handshake slots held per remote IP
 	hsWG       sync.WaitGroup // TLS handshake goroutines
 
-	closed    chan struct{} // signalled (non-blocking) by OnClose
+	// gate orders cross-goroutine gnet calls (Wake, AsyncWritev, Close
+	// from a worker, the ticker or a handshake) before the engine stops:
+	// they hold it for reading and check stopped; close takes it for
+	// writing, so no such call reaches an event loop gnet has closed.
+	gate    sync.RWMutex
+	stopped bool
+
+	orphanMu sync.Mutex          // guards orphans
+	orphans  map[*rconn]struct{} // half-closed connections still answering
+	orphanWG sync.WaitGroup
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -80,28 +90,30 @@ func defaultEventLoops() int {
 	return max(1, n)
 }
 
-func newReactorTransport(srv *Server, network, address string) (*reactorTransport, error) {
+func newReactorTransport(srv *Server) (*reactorTransport, error) {
 	cfg := srv.cfg
+	switch srv.ln.(type) {
+	case *net.TCPListener, *net.UnixListener:
+	default:
+		return nil, fmt.Errorf("%w: the reactor engine needs a *net.TCPListener or *net.UnixListener, not %T", ErrConfig, srv.ln)
+	}
 	t := &reactorTransport{
-		srv:     srv,
-		network: network,
-		address: address,
-		opts:    codec.Options{MaxPayload: cfg.MaxPayload, MAC: srv.mac != nil},
-		booted:  make(chan struct{}),
-		runDone: make(chan struct{}),
-		closed:  make(chan struct{}, 1),
+		srv:      srv,
+		to:       cfg.timeouts(),
+		hsByAddr: map[string]int{},
+		orphans:  map[*rconn]struct{}{},
 	}
 	t.afterWriteFn = t.afterAsyncWrite
 	largest := codec.Header{RequestLen: codec.MaxRequestLen, PayloadLen: cfg.MaxPayload}.FrameLen(true)
 	t.backlogLimit = largest + 64<<10
-	t.tickD = tickFor(cfg.ReadTimeout, cfg.IdleTimeout)
+	t.tickD = tickFor(cfg.ReadTimeout, cfg.IdleTimeout, cfg.WriteTimeout, lingerTime)
 	t.wheel = newWheel(t.tickD, 512)
 	if !cfg.Inline {
-		workers := cfg.Workers
-		if workers == 0 {
-			workers = 256 * runtime.GOMAXPROCS(0)
+		t.workers = cfg.Workers
+		if t.workers == 0 {
+			t.workers = 256 * runtime.GOMAXPROCS(0)
 		}
-		p, err := ants.NewPool(workers, ants.WithNonblocking(true), ants.WithLogger(gnetLogger{srv.log}))
+		p, err := ants.NewPool(t.workers, ants.WithNonblocking(true), ants.WithLogger(gnetLogger{srv.log}))
 		if err != nil {
 			return nil, fmt.Errorf("petrel: worker pool: %w", err)
 		}
@@ -111,36 +123,23 @@ func newReactorTransport(srv *Server, network, address string) (*reactorTranspor
 	if loops == 0 {
 		loops = defaultEventLoops()
 	}
-	proto := network + "://" + address
-	go func() {
-		defer close(t.runDone)
-		t.runErr = gnet.Run(t, proto,
-			gnet.WithMulticore(true),
-			gnet.WithNumEventLoop(loops),
-			gnet.WithTicker(true),
-			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithReusePort(false),
-			gnet.WithReuseAddr(true), // rebind at once after a restart, as net.Listen does
-			gnet.WithLogger(gnetLogger{srv.log}),
-		)
-	}()
-	select {
-	case <-t.booted:
-	case <-t.runDone:
+	cli, err := gnet.NewClient(t,
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(loops),
+		gnet.WithTicker(true),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithLogger(gnetLogger{srv.log}),
+	)
+	if err == nil {
+		err = cli.Start()
+	}
+	if err != nil {
 		if t.pool != nil {
 			t.pool.Release()
 		}
-		if t.runErr == nil {
-			t.runErr = errors.New("engine stopped before it started")
-		}
-		return nil, fmt.Errorf("petrel: listen %s: %w", proto, t.runErr)
+		return nil, fmt.Errorf("petrel: event loops: %w", err)
 	}
-	if network == "unix" {
-		if err := os.Chmod(address, cfg.SocketMode); err != nil {
-			t.close()
-			return nil, fmt.Errorf("petrel: unix socket mode: %w", err)
-		}
-	}
+	t.cli = cli
 	return t, nil
 }
 
@@ -156,107 +155,108 @@ func tickFor(timeouts ...time.Duration) time.Duration {
 	return max(d, 10*time.Millisecond)
 }
 
-func (t *reactorTransport) addr() net.Addr { return t.laddr }
-
-// OnBoot records the engine and the real listening address.
-func (t *reactorTransport) OnBoot(eng gnet.Engine) gnet.Action {
-	t.eng = eng
-	if t.network == "unix" {
-		t.laddr = &net.UnixAddr{Net: "unix", Name: t.address}
-	} else if fd, err := eng.Dup(); err == nil {
-		if sa, err := unix.Getsockname(fd); err == nil {
-			t.laddr = sockaddrToTCP(sa)
-		}
-		unix.Close(fd)
+// call runs f, a gnet call from outside the loops, unless the engine has
+// stopped. It reports whether f ran.
+func (t *reactorTransport) call(f func()) bool {
+	t.gate.RLock()
+	defer t.gate.RUnlock()
+	if t.stopped {
+		return false
 	}
-	if t.laddr == nil {
-		t.laddr = &net.TCPAddr{}
-	}
-	close(t.booted)
-	return gnet.None
+	f()
+	return true
 }
 
-func sockaddrToTCP(sa unix.Sockaddr) *net.TCPAddr {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
-	case *unix.SockaddrInet6:
-		return &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
-	}
-	return &net.TCPAddr{}
+// wake asks rc's loop to look at it (OnTraffic). Any goroutine.
+func (t *reactorTransport) wake(rc *rconn) {
+	t.call(func() { rc.gc.Wake(nil) })
 }
 
-// OnTick advances the timing wheel and looks again at connections whose
-// answers were not being read.
-func (t *reactorTransport) OnTick() (time.Duration, gnet.Action) {
-	t.wheel.advance(time.Now().UnixNano(), t.expire)
-	t.stalledMu.Lock()
-	stalled := t.stalled
-	t.stalled = nil
-	t.stalledMu.Unlock()
-	for _, rc := range stalled {
-		if !rc.gone.Load() {
-			rc.gc.Wake(nil)
-		}
-	}
-	return t.tickD, gnet.None
-}
-
-// outboundHighWater is how many unsent answer bytes a connection may have
-// queued before the reactor stops decoding its next frames.
-const outboundHighWater = 256 << 10
-
-// stall records a connection whose outbound queue is over the high-water
-// mark, to be woken on the next tick.
-func (t *reactorTransport) stall(rc *rconn) {
-	t.stalledMu.Lock()
-	t.stalled = append(t.stalled, rc)
-	t.stalledMu.Unlock()
-}
-
-func (t *reactorTransport) expire(rc *rconn) {
-	t.srv.log.Info("petrel: connection timed out", "conn", rc.info.ID, "remote", rc.info.RemoteAddr)
-	rc.gc.Close()
-}
-
-// OnOpen sets up a connection, or refuses it when the server is draining
-// or at its connection limit.
-func (t *reactorTransport) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+// open hands an accepted socket to an event loop.
+func (t *reactorTransport) open(nc net.Conn) bool {
 	srv := t.srv
-	if srv.closed.Load() || (srv.cfg.MaxConns > 0 && srv.stats.open.Load() >= int64(srv.cfg.MaxConns)) {
-		srv.stats.refused.Add(1)
+	rc := &rconn{t: t}
+	rc.init(srv)
+	rc.info.RemoteAddr = nc.RemoteAddr()
+	switch la := nc.LocalAddr().(type) {
+	case *net.UnixAddr:
+		// gnet renames the original's address when it enrolls it.
+		rc.info.LocalAddr = &net.UnixAddr{Name: la.Name, Net: la.Net}
+		if uc, ok := nc.(*net.UnixConn); ok {
+			rc.info.PeerCred = peerCredOf(uc)
+		}
+	default:
+		rc.info.LocalAddr = la
+	}
+	rc.hold.evict = func() {
+		srv.stats.evicted.Add(1)
+		t.call(func() { rc.gc.Close() })
+	}
+	var err error
+	if !t.call(func() { _, err = t.cli.EnrollContext(nc, rc) }) {
+		return false
+	}
+	if err != nil {
+		if retryable(err) {
+			srv.logRated("accept", slog.LevelWarn, "petrel: cannot take connection; closing it", "err", err)
+			return false
+		}
+		if !srv.closed.Load() {
+			srv.fail(fmt.Errorf("event loops stopped: %w", err))
+		}
+		return false
+	}
+	return true
+}
+
+// OnOpen sets up an enrolled connection. Loop goroutine.
+func (t *reactorTransport) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	rc, ok := c.Context().(*rconn)
+	if !ok {
 		return nil, gnet.Close
 	}
-	rc := &rconn{t: t, gc: c, fd: c.Fd()}
-	rc.init(srv)
-	rc.info.LocalAddr, rc.info.RemoteAddr = c.LocalAddr(), c.RemoteAddr()
-	if t.network == "unix" {
-		rc.info.PeerCred = peerCredFd(rc.fd)
-	}
-	rc.idle()
-	if srv.cfg.TLS != nil {
+	rc.gc = c
+	rc.fd = c.Fd()
+	now := t.wheel.now.Load()
+	if t.srv.cfg.TLS != nil {
 		t.openTLS(rc)
+		rc.lc.enter(phaseHandshake, now)
+	} else {
+		rc.lc.enter(phaseIdle, now)
 	}
-	c.SetContext(rc)
-	srv.stats.open.Add(1)
-	srv.stats.total.Add(1)
-	t.wheel.add(rc, rc.deadline.Load())
-	srv.log.Debug("petrel: client connected", "conn", rc.info.ID, "remote", rc.info.RemoteAddr, "status", int(codec.StatusConnected))
+	t.srv.connOpened(&rc.info)
+	t.wheel.add(rc)
+	if t.srv.closed.Load() {
+		return nil, gnet.Close
+	}
 	return nil, gnet.None
 }
 
 // OnClose runs on the loop before gnet closes the socket. Taking wmu here
 // guarantees no worker writes to the descriptor after it is closed (and
-// possibly reused for another client).
+// possibly reused for another client). A connection whose request is with
+// a worker when the peer half-closes keeps a duplicate of its descriptor,
+// so that the answer still goes out.
 func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 	rc, ok := c.Context().(*rconn)
 	if !ok {
 		return gnet.None
 	}
 	rc.wmu.Lock()
+	if rc.state.Load() != stateIdle && !t.srv.halt.Load() && rc.lc.phase() == phaseDispatched && errors.Is(err, io.EOF) {
+		// The peer shut down its write side (legal TCP half-close): it
+		// may still read its answer.
+		rc.orphan = dupConn(rc.fd)
+	}
 	rc.gone.Store(true) // under wmu: no direct write can follow
+	orphan := rc.orphan != nil
+	if orphan {
+		t.orphanMu.Lock()
+		t.orphans[rc] = struct{}{}
+		t.orphanWG.Add(1)
+		t.orphanMu.Unlock()
+	}
 	rc.wmu.Unlock()
-	rc.ctx.cancel()
 	if rc.tls != nil {
 		rc.closeTLS()
 	}
@@ -264,17 +264,85 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 		bytebufferpool.Put(rc.in)
 		rc.in = nil
 	}
-	t.srv.stats.open.Add(-1)
-	t.srv.log.Debug("petrel: client disconnected", "conn", rc.info.ID, "status", int(codec.StatusDisconnected), "err", err)
-	select {
-	case t.closed <- struct{}{}:
-	default:
+	t.srv.budget.set(&rc.hold, 0)
+	// The handler's context ends with the connection (as net/http's does
+	// when its client goes away), also on a half-close: its answer, if
+	// any, still goes out on the duplicate.
+	rc.ctx.cancel()
+	if orphan {
+		// The worker answers on the duplicate, then ends the connection.
+		return gnet.None
 	}
+	rc.lc.enter(phaseClosed, 0)
+	t.srv.connClosed(&rc.info, err)
 	return gnet.None
 }
 
-// OnTraffic decodes and dispatches buffered frames, unless a request is
-// already in flight on this connection.
+// dupConn duplicates fd as a net.Conn for a worker to finish an answer on,
+// or returns nil.
+func dupConn(fd int) net.Conn {
+	nfd, err := unix.Dup(fd)
+	if err != nil {
+		return nil
+	}
+	f := os.NewFile(uintptr(nfd), "petrel-halfclosed")
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return nil
+	}
+	return nc
+}
+
+// finishOrphan writes the answer of a half-closed connection on its
+// duplicate descriptor, then ends the connection. Worker goroutine.
+func (rc *rconn) finishOrphan(v [][]byte) {
+	t := rc.t
+	nc := rc.orphan
+	if v != nil && !t.srv.forcedNow() {
+		for _, b := range v {
+			for len(b) > 0 {
+				k := min(len(b), stdWriteChunk)
+				if d := t.to.write; d > 0 {
+					nc.SetWriteDeadline(time.Now().Add(d))
+				}
+				if _, err := nc.Write(b[:k]); err != nil {
+					b = nil
+					v = nil
+					break
+				}
+				b = b[k:]
+			}
+			if v == nil {
+				break
+			}
+		}
+	}
+	nc.Close()
+	t.orphanMu.Lock()
+	delete(t.orphans, rc)
+	t.orphanMu.Unlock()
+	rc.lc.enter(phaseClosed, 0)
+	t.srv.connClosed(&rc.info, nil)
+	t.orphanWG.Done()
+}
+
+// OnTick advances the timing wheel: connections whose deadline has passed,
+// and connections with an answer still being sent, are woken so that
+// their loop decides (see rconn.check); requests that waited for a worker
+// longer than the queue timeout are answered busy.
+func (t *reactorTransport) OnTick() (time.Duration, gnet.Action) {
+	now := time.Now().UnixNano()
+	t.wheel.advance(now, t.wake)
+	if t.pool != nil {
+		t.expireQueued(now)
+	}
+	return t.tickD, gnet.None
+}
+
+// OnTraffic looks at the connection's lifecycle, then decodes and
+// dispatches buffered frames unless a request is already in flight.
+// Loop goroutine.
 func (t *reactorTransport) OnTraffic(c gnet.Conn) gnet.Action {
 	rc, ok := c.Context().(*rconn)
 	if !ok {
@@ -283,87 +351,145 @@ func (t *reactorTransport) OnTraffic(c gnet.Conn) gnet.Action {
 	if rc.tls != nil {
 		return rc.processTLS()
 	}
+	if act, stop := rc.check(); stop {
+		return act
+	}
+	if rc.lc.phase() == phaseLingering {
+		return rc.discardLinger()
+	}
 	// gnet keeps reading while a request is in flight or answers are not
 	// being read; a client that floods pipelined frames is cut off before
-	// its backlog outgrows one maximal frame plus some slack.
-	if c.InboundBuffered() > t.backlogLimit {
-		t.srv.log.Warn("petrel: pipelined backlog over the limit; closing", "conn", rc.info.ID,
-			"backlog", c.InboundBuffered(), "limit", t.backlogLimit)
-		return gnet.Close
+	// its backlog outgrows one maximal frame plus some slack, and its
+	// backlog counts against the server's inbound budget.
+	if rc.state.Load() != stateIdle || rc.lc.phase() == phaseWriting {
+		if c.InboundBuffered() > t.backlogLimit {
+			t.srv.logRated("refusal", slog.LevelWarn, "petrel: pipelined backlog over the limit; closing", "conn", rc.info.ID,
+				"backlog", c.InboundBuffered(), "limit", t.backlogLimit)
+			return gnet.Close
+		}
+		if rc.charge(int64(c.InboundBuffered())) {
+			return gnet.None
+		}
 	}
-	if rc.markPending() {
+	if rc.lc.phase() == phaseWriting || rc.markPending() {
 		return gnet.None
 	}
 	return rc.process()
 }
 
-func (t *reactorTransport) shutdown(ctx context.Context) error {
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if t.srv.stats.open.Load() <= 0 {
-			return nil
-		}
-		t.wheel.all(func(rc *rconn) { rc.gc.Wake(nil) })
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.closed:
-		case <-tick.C:
-		}
-	}
+func (t *reactorTransport) drain() {
+	t.wheel.all(t.wake)
 }
 
-func (t *reactorTransport) close() error {
+func (t *reactorTransport) close(bound time.Duration) error {
 	t.closeOnce.Do(func() {
-		ctx, cancel := context.WithCancel(context.Background())
-		stopped := make(chan error, 1)
-		go func() { stopped <- t.eng.Stop(ctx) }()
-		<-t.runDone
-		cancel()
-		<-stopped
-		t.hsWG.Wait()
-		t.spillWG.Wait()
-		if t.pool != nil {
-			_ = t.pool.ReleaseTimeout(5 * time.Second)
+		deadline := time.Now().Add(bound)
+		t.orphanMu.Lock()
+		for rc := range t.orphans {
+			rc.orphan.Close()
+			rc.ctx.cancel()
 		}
-		if t.runErr != nil && !errors.Is(t.runErr, net.ErrClosed) {
-			t.closeErr = t.runErr
+		t.orphanMu.Unlock()
+		// Cancel handlers first, so that those honouring their context
+		// finish while the loops close.
+		t.wheel.all(func(rc *rconn) { rc.ctx.cancel() })
+		t.gate.Lock()
+		t.stopped = true
+		t.gate.Unlock()
+		stopped := make(chan error, 1)
+		go func() { stopped <- t.cli.Stop() }()
+		timer := time.NewTimer(time.Until(deadline))
+		defer timer.Stop()
+		select {
+		case err := <-stopped:
+			if err != nil && !errors.Is(err, net.ErrClosed) {
+				t.closeErr = err
+			}
+		case <-timer.C:
+			// A loop is blocked (an inline handler that does not return):
+			// leave it; the process can still exit.
+			t.srv.log.Warn("petrel: event loops did not stop within the bound; abandoned")
+			return
+		}
+		waitUntil(deadline, &t.hsWG, &t.spillWG, &t.orphanWG)
+		if t.pool != nil {
+			if err := t.pool.ReleaseTimeout(max(time.Until(deadline), 10*time.Millisecond)); err != nil {
+				t.srv.log.Warn("petrel: handlers still running after Close; abandoned", "count", t.pool.Running())
+			}
 		}
 	})
 	return t.closeErr
 }
 
+// waitUntil waits for every wg, or until deadline.
+func waitUntil(deadline time.Time, wgs ...*sync.WaitGroup) bool {
+	done := make(chan struct{})
+	go func() {
+		for _, wg := range wgs {
+			wg.Wait()
+		}
+		close(done)
+	}()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-done:
+		return true
+	case <-timer.C:
+		return false
+	}
+}
+
 // overflowQueue holds connections whose request found the worker pool
-// full. Workers drain it when they finish; at most one entry per
-// connection, so its size is bounded by the connection count.
+// full. Workers drain it when they finish; the ticker answers busy those
+// that waited past the queue timeout. At most one entry per connection,
+// so its size is bounded by the connection count.
 type overflowQueue struct {
 	mu sync.Mutex   // guards q
-	q  []*rconn     // waiting connections, oldest first
+	q  []queued     // waiting connections, oldest first
 	n  atomic.Int32 // len(q), read without the lock
 }
 
-func (o *overflowQueue) push(rc *rconn) {
+type queued struct {
+	rc *rconn
+	at int64 // unix nanoseconds when it queued
+}
+
+func (o *overflowQueue) push(rc *rconn, now int64) {
 	o.mu.Lock()
-	o.q = append(o.q, rc)
+	o.q = append(o.q, queued{rc, now})
 	o.n.Store(int32(len(o.q)))
 	o.mu.Unlock()
 }
 
-func (o *overflowQueue) pop() *rconn {
+// pop takes the oldest entry; with before > 0, only one that queued
+// before it.
+func (o *overflowQueue) pop(before int64) *rconn {
 	if o.n.Load() == 0 {
 		return nil
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if len(o.q) == 0 {
+	if len(o.q) == 0 || (before > 0 && o.q[0].at >= before) {
 		return nil
 	}
-	rc := o.q[0]
-	o.q[0] = nil
+	rc := o.q[0].rc
+	o.q[0] = queued{}
 	o.q = o.q[1:]
 	o.n.Store(int32(len(o.q)))
 	return rc
+}
+
+// expireQueued answers busy every request that has waited for a worker
+// longer than the queue timeout. Ticker goroutine.
+func (t *reactorTransport) expireQueued(now int64) {
+	qt := t.srv.cfg.QueueTimeout
+	if qt < 0 {
+		return
+	}
+	for rc := t.overflow.pop(now - int64(qt)); rc != nil; rc = t.overflow.pop(now - int64(qt)) {
+		rc.answer(rc.busyResult())
+	}
 }
 
 // rconn is one reactor connection.
@@ -371,42 +497,131 @@ func (o *overflowQueue) pop() *rconn {
 // Ownership: while state is stateIdle the event loop owns everything here;
 // while busy, the worker running the request owns in and x, and the loop
 // only reads state. OnClose sets gone under wmu, which a worker holds for
-// the duration of a direct write to fd. An idle connection holds no buffer and
-// no exchange: only this struct and gnet's.
+// the duration of a direct write to fd. An idle connection holds no buffer
+// and no exchange: only this struct and gnet's.
 type rconn struct {
 	session
-	t  *reactorTransport
-	gc gnet.Conn
-	fd int
+	lc   lifecycle
+	hold holding
+	t    *reactorTransport
+	gc   gnet.Conn
+	fd   int
 
-	state    atomic.Int32
-	gone     atomic.Bool  // closed (set under wmu); the wheel drops it
-	deadline atomic.Int64 // unix nanoseconds, or noDeadline
+	state atomic.Int32
+	gone  atomic.Bool // closed (set under wmu); the wheel drops it
 
-	wmu        sync.Mutex // guards flushing, outPending and the setting of gone; held during a direct write
+	wmu        sync.Mutex // guards flushing, outPending, orphan and the setting of gone; held during a direct write
 	flushing   bool       // TLS: the loop is writing queued ciphertext
 	outPending bool       // TLS: gnet still held unsent ciphertext at the last flush
+	orphan     net.Conn   // after a half-close: a duplicate descriptor to answer on
 
-	in      *bytebufferpool.ByteBuffer // frame bytes owned by this conn (partial or in flight)
-	want    int                        // total length of the frame accumulating in in, 0 if none
-	reading bool                       // a frame has begun arriving; its read deadline is armed
-	x       *exchange                  // the request in flight, nil when idle
-	direct  bool                       // the worker may write to fd itself
-	tls     *rtls                      // nil without TLS
+	in         *bytebufferpool.ByteBuffer // frame bytes owned by this conn (partial or in flight)
+	want       int                        // total length of the frame accumulating in in, 0 if none
+	x          *exchange                  // the request in flight, nil when idle
+	direct     bool                       // the worker may write to fd itself
+	lastOut    int                        // unsent answer bytes at the last look (phase writing; loop only)
+	linger     int                        // bytes discarded while lingering (loop only)
+	closeAfter bool                       // close (lingering) once the answer is fully sent (loop only)
+	tls        *rtls                      // nil without TLS
 }
 
-// arm sets the connection's deadline to timeout from the wheel's clock;
-// a timeout of zero or less means none.
-func (rc *rconn) arm(timeout time.Duration) {
-	if timeout > 0 {
-		rc.deadline.Store(rc.t.wheel.now.Load() + int64(timeout))
-	} else {
-		rc.deadline.Store(noDeadline)
+// dueAt is when the wheel should next look at rc: its lifecycle deadline,
+// or the next tick while an answer is being sent (to watch its progress).
+func (rc *rconn) dueAt(now int64) int64 {
+	p := rc.lc.phase()
+	dl := rc.t.to.deadline(p, rc.lc.since.Load())
+	if p == phaseHandshake && rc.tls != nil && !rc.tls.started.Load() {
+		dl = min(dl, rc.lc.since.Load()+int64(handshakeSilence))
 	}
+	if p == phaseWriting {
+		dl = min(dl, now+int64(rc.t.tickD))
+	}
+	return dl
 }
 
-func (rc *rconn) idle()    { rc.arm(rc.srv.cfg.IdleTimeout) }
-func (rc *rconn) partial() { rc.arm(rc.srv.cfg.ReadTimeout) }
+// handshakeSilence bounds a TLS handshake whose first record has not
+// arrived in full: a client that has sent nothing useful is not given the
+// whole handshake timeout.
+const handshakeSilence = 2 * time.Second
+
+// charge records that rc holds n inbound bytes; when that takes the server
+// over its budget, the connections holding the most are closed. It reports
+// whether rc itself was closed. Loop goroutine.
+func (rc *rconn) charge(n int64) bool {
+	b := rc.srv.budget
+	if !b.set(&rc.hold, n) {
+		return false
+	}
+	rc.srv.logRated("budget", slog.LevelWarn, "petrel: inbound budget exceeded; closing the largest holders",
+		"limit", b.limit, "used", b.used.Load())
+	b.evictLargest(&rc.hold)
+	return rc.hold.evicted.Load()
+}
+
+// check applies the lifecycle on the loop: timeouts, the end of an
+// answer's sending, and the drain rules. It reports stop when OnTraffic
+// must return act at once. Loop goroutine.
+func (rc *rconn) check() (act gnet.Action, stop bool) {
+	if rc.hold.evicted.Load() {
+		return gnet.Close, true
+	}
+	now := time.Now().UnixNano()
+	p := rc.lc.phase()
+	if p == phaseWriting {
+		ob := rc.gc.OutboundBuffered()
+		if rc.tls != nil {
+			ob += rc.tls.pipe.pending()
+		}
+		switch {
+		case ob == 0:
+			if rc.closeAfter {
+				return rc.startLinger(now), true
+			}
+			rc.lc.enter(phaseIdle, now)
+			p = phaseIdle
+		case ob < rc.lastOut:
+			rc.lastOut = ob
+			rc.lc.progress(now)
+		default:
+			rc.lastOut = ob
+		}
+	}
+	if rc.dueAt(now) <= now && (p != phaseWriting || rc.t.to.deadline(p, rc.lc.since.Load()) <= now) {
+		rc.srv.stats.timedOut.Add(1)
+		rc.srv.logRated("timeout", slog.LevelInfo, "petrel: connection timed out", "conn", rc.info.ID,
+			"remote", rc.info.RemoteAddr, "phase", p.String())
+		if p == phaseWriting {
+			// A torn answer must not look like a clean close: reset.
+			_ = rc.gc.SetLinger(0)
+		}
+		return gnet.Close, true
+	}
+	if rc.srv.closed.Load() && closesWhenDraining(p) && rc.state.Load() == stateIdle {
+		return gnet.Close, true
+	}
+	return gnet.None, false
+}
+
+// startLinger shuts the write side after a closing refusal has been sent
+// and discards input for a while before the close. Loop goroutine.
+func (rc *rconn) startLinger(now int64) gnet.Action {
+	rc.closeAfter = false
+	if unix.Shutdown(rc.fd, unix.SHUT_WR) != nil {
+		return gnet.Close
+	}
+	rc.lc.enter(phaseLingering, now)
+	return rc.discardLinger()
+}
+
+// discardLinger throws away what a lingering connection receives.
+func (rc *rconn) discardLinger() gnet.Action {
+	n := rc.gc.InboundBuffered()
+	rc.gc.Discard(n)
+	if rc.linger += n; rc.linger >= lingerBytes {
+		return gnet.Close
+	}
+	return gnet.None
+}
 
 // markPending reports whether a request is in flight; if so it records
 // that bytes wait behind it, so the worker wakes the loop when done.
@@ -421,138 +636,165 @@ func (rc *rconn) markPending() bool {
 }
 
 // process decodes and serves buffered frames. Loop goroutine only, with
-// state idle.
+// state idle and no answer being sent.
 func (rc *rconn) process() gnet.Action {
 	srv := rc.srv
 	c := rc.gc
 	for {
-		if c.OutboundBuffered() > outboundHighWater {
-			// The client is not reading its answers: serve nothing more
-			// until they drain; the ticker looks again.
-			rc.t.stall(rc)
-			return gnet.None
-		}
 		buf, _ := c.Peek(-1)
 		if rc.want > 0 {
 			// A frame is accumulating in rc.in: copy what arrived.
 			take := min(len(buf), rc.want-len(rc.in.B))
 			rc.in.B = append(rc.in.B, buf[:take]...)
 			c.Discard(take)
+			if rc.charge(int64(len(rc.in.B))) {
+				return gnet.Close
+			}
 			if len(rc.in.B) < rc.want {
 				return gnet.None
 			}
 			rc.want = 0
-			rc.reading = false
-			f, _, _, _ := codec.Parse(rc.in.B, rc.t.opts)
-			if act, done := rc.serve(f, len(rc.in.B), true, len(buf) > take); done {
+			_, f, _, _, _ := rc.next(rc.in.B)
+			if act, done := rc.serve(f, rc.in.B, true, len(buf) > take); done {
 				return act
 			}
 			continue
 		}
-		if len(buf) == 0 {
-			rc.reading = false
-			rc.idle()
+		v, f, n, need, err := rc.next(buf)
+		switch v {
+		case vEmpty:
+			rc.charge(0)
+			if rc.lc.phase() != phaseIdle {
+				rc.lc.enter(phaseIdle, rc.t.wheel.now.Load())
+			}
 			if srv.closed.Load() {
-				if c.OutboundBuffered() > 0 {
-					// gnet's close sends only what the socket takes at
-					// once: let the answer drain first; the ticker
-					// looks again.
-					rc.t.stall(rc)
-					return gnet.None
-				}
 				return gnet.Close
 			}
 			return gnet.None
-		}
-		f, n, need, err := codec.Parse(buf, rc.t.opts)
-		if err != nil {
+		case vRefuse:
 			x := srv.getExchange()
-			v := rc.refusal(x, buf, err)
-			c.Writev(v)
+			vec := rc.refusal(x, buf, err)
+			c.Writev(vec)
 			srv.putExchange(x)
-			return gnet.Close
-		}
-		if n == 0 {
+			c.Discard(len(buf))
+			return rc.sent(true)
+		case vPartial:
 			if srv.closed.Load() {
 				return gnet.Close
 			}
-			if !rc.reading {
+			if rc.lc.phase() != phaseReading {
 				// The read timeout runs from a frame's first byte, not
 				// from each read: a trickling peer cannot extend it.
-				rc.reading = true
-				rc.partial()
+				rc.lc.enter(phaseReading, rc.t.wheel.now.Load())
 			}
-			if len(buf) >= codec.HeaderLen {
-				// The header is here: collect the rest in our own buffer
-				// so each byte is copied once, not re-assembled per read.
+			if len(buf) >= codec.HeaderLen && len(buf) >= codec.HeaderLen+int(buf[6]) {
+				// The header and request text are here and the frame is
+				// within its limit: collect the rest in our own buffer,
+				// which grows with what arrives, so each byte is copied
+				// once, not re-assembled per read.
 				rc.in = bytebufferpool.Get()
 				rc.in.B = append(rc.in.B[:0], buf...)
 				rc.want = len(buf) + need
 				c.Discard(len(buf))
+				if rc.charge(int64(len(rc.in.B))) {
+					return gnet.Close
+				}
+			} else if rc.charge(int64(len(buf))) {
+				return gnet.Close
 			}
 			return gnet.None
 		}
-		rc.reading = false
-		if rc.t.pool == nil {
-			// Inline: answer straight from gnet's buffer.
-			act, done := rc.serve(f, n, false, false)
-			c.Discard(n)
-			if done {
-				return act
-			}
-			continue
-		}
-		rc.in = bytebufferpool.Get()
-		rc.in.B = append(rc.in.B[:0], buf[:n]...)
-		c.Discard(n)
-		f, _, _, _ = codec.Parse(rc.in.B, rc.t.opts)
-		if act, done := rc.serve(f, n, true, len(buf) > n); done {
+		if act, done := rc.serve(f, buf[:n], false, len(buf) > n); done {
 			return act
 		}
 	}
 }
 
-// serve answers frame f (n bytes). owned says f lives in rc.in; pending,
-// that more bytes follow it in gnet's buffer. In inline mode it answers on
-// the loop and reports done only when the connection must close; in pool
-// mode it hands f to a worker and reports done.
-func (rc *rconn) serve(f codec.Frame, n int, owned, pending bool) (gnet.Action, bool) {
+// mustRefuseBusy reports whether a blocking request must be answered busy
+// at once because too many timed-out handlers are still running.
+func (rc *rconn) mustRefuseBusy() bool {
+	limit := rc.srv.cfg.MaxAbandoned
+	if limit == 0 {
+		limit = rc.t.workers
+	}
+	return rc.srv.stats.abandoned.Load() >= int64(limit)
+}
+
+// serve answers frame f, whose bytes are raw. owned says raw is rc.in;
+// pending, that more bytes follow it in gnet's buffer. On the loop (inline
+// mode, a non-blocking request, or a busy answer) it answers at once and
+// reports done only when the loop must stop decoding; otherwise it hands f
+// to a worker (copying it out of gnet's buffer first, and discarding it
+// there) and reports done.
+func (rc *rconn) serve(f codec.Frame, raw []byte, owned, pending bool) (gnet.Action, bool) {
 	srv := rc.srv
 	c := rc.gc
-	x := srv.getExchange()
-	if rc.t.pool == nil {
-		r := rc.dispatch(x, f)
+	nonBlocking := rc.nonBlocking(f.Request)
+	if rc.t.pool == nil || nonBlocking || rc.mustRefuseBusy() {
+		x := srv.getExchange()
+		x.canWait = false
+		rc.lc.enter(phaseDispatched, rc.t.wheel.now.Load())
+		var r result
+		if rc.t.pool != nil && !nonBlocking {
+			r = rc.busyResult()
+		} else {
+			r = rc.dispatch(x, f)
+		}
 		v := rc.frame(x, f, r)
-		srv.stats.answered(rc.info.ID, r.status, n, vecLen(v))
+		srv.stats.answered(rc.info.ID, r.status, len(raw), vecLen(v))
 		_, werr := c.Writev(v)
 		srv.putExchange(x)
-		if werr != nil {
-			// gnet has closed the connection inside Writev: OnClose ran
-			// and released rc.in. Touch nothing of it any more.
-			return gnet.None, true
-		}
 		if owned {
 			bytebufferpool.Put(rc.in)
 			rc.in = nil
+		} else {
+			c.Discard(len(raw))
 		}
-		if r.closes {
-			return gnet.Close, true
+		if werr != nil {
+			// gnet has closed the connection inside Writev: OnClose ran.
+			return gnet.None, true
 		}
-		return gnet.None, false
+		act := rc.sent(r.closes)
+		return act, act != gnet.None || rc.lc.phase() != phaseIdle
 	}
+	if !owned {
+		rc.in = bytebufferpool.Get()
+		rc.in.B = append(rc.in.B[:0], raw...)
+		c.Discard(len(raw))
+		_, f, _, _, _ = rc.next(rc.in.B)
+	}
+	x := srv.getExchange()
+	x.canWait = true
 	rc.direct = c.OutboundBuffered() == 0
 	rc.handOff(x, f, pending)
 	return gnet.None, true
 }
 
+// sent moves the connection on after an answer was written on the loop:
+// to writing while gnet still holds part of it, else to idle (or, after a
+// closing refusal, to lingering). Loop goroutine.
+func (rc *rconn) sent(closes bool) gnet.Action {
+	now := rc.t.wheel.now.Load()
+	rc.closeAfter = closes
+	if ob := rc.gc.OutboundBuffered(); ob > 0 {
+		rc.lastOut = ob
+		rc.lc.enter(phaseWriting, now)
+		return gnet.None
+	}
+	if closes {
+		return rc.startLinger(now)
+	}
+	rc.lc.enter(phaseIdle, now)
+	return gnet.None
+}
+
 // handOff gives frame f, with exchange x, to a worker: the connection is
-// busy (pending says more bytes wait behind f) and has no read deadline
-// until the answer is written. Loop goroutine.
+// busy (pending says more bytes wait behind f). Loop goroutine.
 func (rc *rconn) handOff(x *exchange, f codec.Frame, pending bool) {
 	x.rc = rc
 	x.cur = f
 	rc.x = x
-	rc.deadline.Store(noDeadline)
+	rc.lc.enter(phaseDispatched, rc.t.wheel.now.Load())
 	if pending {
 		rc.state.Store(stateBusyPending)
 	} else {
@@ -562,7 +804,8 @@ func (rc *rconn) handOff(x *exchange, f codec.Frame, pending bool) {
 }
 
 // submit hands the connection's request to the worker pool; when the pool
-// is full the connection queues and the next worker to finish takes it.
+// is full the connection queues and the next worker to finish takes it, or
+// the ticker answers it busy after the queue timeout.
 func (rc *rconn) submit() {
 	t := rc.t
 	if err := t.pool.Submit(rc.x.runFn); err == nil {
@@ -572,7 +815,7 @@ func (rc *rconn) submit() {
 		rc.gc.Close()
 		return
 	}
-	t.overflow.push(rc)
+	t.overflow.push(rc, time.Now().UnixNano())
 	// A worker that was busy when Submit failed drains the queue when it
 	// finishes; try once more in case all of them finished meanwhile.
 	if t.pool.Submit(t.drainOverflow) != nil {
@@ -584,8 +827,7 @@ func (rc *rconn) submit() {
 }
 
 // spill drains the overflow queue on a goroutine outside the pool, unless
-// one already does. Loop goroutine only (close waits on spillWG after the
-// loops have stopped).
+// one already does.
 func (t *reactorTransport) spill() {
 	if !t.spilling.CompareAndSwap(false, true) {
 		return
@@ -605,7 +847,7 @@ func (t *reactorTransport) spill() {
 }
 
 func (t *reactorTransport) drainOverflow() {
-	for rc := t.overflow.pop(); rc != nil; rc = t.overflow.pop() {
+	for rc := t.overflow.pop(0); rc != nil; rc = t.overflow.pop(0) {
 		rc.handle()
 	}
 }
@@ -621,27 +863,36 @@ func (x *exchange) run() {
 // handle runs the handler and writes the answer. Worker goroutine, state
 // busy.
 func (rc *rconn) handle() {
+	rc.answer(rc.dispatch(rc.x, rc.x.cur))
+}
+
+// answer writes r as the answer to the request in flight and hands the
+// connection back to its loop. Any goroutine that owns the busy
+// connection (a worker, or the ticker answering busy).
+func (rc *rconn) answer(r result) {
 	if rc.tls != nil {
-		rc.handleTLS()
+		rc.answerTLS(r)
 		return
 	}
 	srv := rc.srv
 	x := rc.x
 	f := x.cur
-	r := rc.dispatch(x, f)
 	v := rc.frame(x, f, r)
 	total := vecLen(v)
 	srv.stats.answered(rc.info.ID, r.status, len(rc.in.B), total)
 	x.res = r
+	rc.wmu.Lock()
+	if rc.gone.Load() || srv.halt.Load() {
+		rc.wmu.Unlock()
+		if rc.orphan != nil {
+			rc.finishOrphan(v)
+		}
+		rc.release()
+		return
+	}
 	if rc.direct && !r.closes {
 		// Write straight to the socket: no wake of the event loop when the
 		// kernel takes the whole answer, which it almost always does.
-		rc.wmu.Lock()
-		if rc.gone.Load() {
-			rc.wmu.Unlock()
-			rc.release()
-			return
-		}
 		n, err := unix.Writev(rc.fd, v)
 		rc.wmu.Unlock()
 		if err == nil && n == total {
@@ -651,12 +902,15 @@ func (rc *rconn) handle() {
 		}
 		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
 			rc.release()
-			rc.gc.Close()
+			rc.t.call(func() { rc.gc.Close() })
 			return
 		}
 		v = skipBytes(v, max(n, 0))
+	} else {
+		rc.wmu.Unlock()
 	}
-	if err := rc.gc.AsyncWritev(v, rc.t.afterWriteFn); err != nil {
+	var err error
+	if !rc.t.call(func() { err = rc.gc.AsyncWritev(v, rc.t.afterWriteFn) }) || err != nil {
 		rc.release()
 	}
 }
@@ -677,17 +931,24 @@ func skipBytes(v [][]byte, n int) [][]byte {
 func (t *reactorTransport) afterAsyncWrite(c gnet.Conn, err error) error {
 	rc, ok := c.Context().(*rconn)
 	if !ok {
-		// Closed and released by gnet: the release in OnClose's
-		// absence happens here.
 		return nil
 	}
 	closes := rc.x != nil && rc.x.res.closes
 	rc.release()
-	if err != nil || closes {
+	if err != nil {
 		c.Close()
 		return nil
 	}
-	rc.finish()
+	act := rc.sent(closes)
+	rc.state.Store(stateIdle)
+	if act == gnet.None {
+		// Frames may wait behind the answer, or the server may be
+		// draining: look now, on the loop.
+		act = t.OnTraffic(c)
+	}
+	if act == gnet.Close {
+		c.Close()
+	}
 	return nil
 }
 
@@ -708,12 +969,13 @@ func (rc *rconn) release() {
 	}
 }
 
-// finish ends a request: the connection becomes idle, and the loop is woken
-// if frames wait in its buffer or the server is draining.
+// finish ends a request whose answer the kernel took whole: the
+// connection becomes idle, and the loop is woken if frames wait in its
+// buffer or the server is draining.
 func (rc *rconn) finish() {
-	rc.idle()
+	rc.lc.enter(phaseIdle, rc.t.wheel.now.Load())
 	if old := rc.state.Swap(stateIdle); old == stateBusyPending || rc.srv.closed.Load() {
-		rc.gc.Wake(nil)
+		rc.t.wake(rc)
 	}
 }
 

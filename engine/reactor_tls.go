@@ -1,3 +1,5 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
+
 package engine
 
 import (
@@ -5,6 +7,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -105,6 +109,15 @@ func (p *tlsPipe) Read(b []byte) (int, error) {
 func (p *tlsPipe) Write(b []byte) (int, error) {
 	rc := p.rc
 	rc.wmu.Lock()
+	if rc.gone.Load() && rc.orphan != nil {
+		// Half-closed while a worker answered: finish on the duplicate.
+		nc := rc.orphan
+		rc.wmu.Unlock()
+		if d := rc.t.to.write; d > 0 {
+			nc.SetWriteDeadline(time.Now().Add(d))
+		}
+		return nc.Write(b)
+	}
 	p.mu.Lock()
 	if p.closed || rc.gone.Load() {
 		p.mu.Unlock()
@@ -120,7 +133,7 @@ func (p *tlsPipe) Write(b []byte) (int, error) {
 		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
 			p.mu.Unlock()
 			rc.wmu.Unlock()
-			rc.gc.Close()
+			rc.t.call(func() { rc.gc.Close() })
 			return 0, err
 		}
 	}
@@ -143,8 +156,18 @@ func (p *tlsPipe) Write(b []byte) (int, error) {
 // kick schedules a flush on the loop unless one is already due.
 func (p *tlsPipe) kick() {
 	if p.wakeSet.CompareAndSwap(false, true) {
-		p.rc.gc.Wake(nil)
+		p.rc.t.wake(p.rc)
 	}
+}
+
+// pending returns the bytes of ciphertext queued for the loop.
+func (p *tlsPipe) pending() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.out == nil {
+		return 0
+	}
+	return len(p.out.B)
 }
 
 // takeOut removes the queued ciphertext. Loop goroutine.
@@ -197,10 +220,10 @@ func (p *tlsPipe) SetWriteDeadline(time.Time) error { return nil }
 type rtls struct {
 	pipe        *tlsPipe
 	conn        *tls.Conn
-	started     bool        // the handshake goroutine was started (loop only)
+	started     atomic.Bool // the handshake goroutine was started
+	slotAddr    string      // the remote IP holding a per-address handshake slot, "" if none
 	established atomic.Bool // the handshake succeeded; the loop may use conn
 	failed      atomic.Bool // the handshake failed: close
-	closeAfter  atomic.Bool // close once the queued ciphertext is flushed
 	peerEOF     bool        // crypto/tls reported the end of the peer's stream (loop only)
 	plainBuf    *[]byte     // pooled backing of plain, nil if plain is not pooled
 	plain       []byte      // decrypted bytes not yet served; nil when none
@@ -213,8 +236,6 @@ func (t *reactorTransport) openTLS(rc *rconn) {
 	rc.tls = &rtls{}
 	rc.tls.pipe = newTLSPipe(rc)
 	rc.tls.conn = tls.Server(rc.tls.pipe, t.srv.cfg.TLS)
-	// Until the handshake is done, the handshake timeout applies.
-	rc.arm(t.srv.cfg.HandshakeTimeout)
 }
 
 // processTLS is OnTraffic for a TLS connection. Loop goroutine.
@@ -222,7 +243,14 @@ func (rc *rconn) processTLS() gnet.Action {
 	x := rc.tls
 	c := rc.gc
 	x.pipe.wakeSet.Store(true) // writes made now are flushed below
-	act := rc.trafficTLS()
+	var act gnet.Action
+	if a, stop := rc.check(); stop {
+		act = a
+	} else if rc.lc.phase() == phaseLingering {
+		act = rc.discardLinger()
+	} else {
+		act = rc.trafficTLS()
+	}
 	// Flush queued ciphertext; loop until no writer slipped in between the
 	// flush and clearing the flag.
 	for {
@@ -257,8 +285,14 @@ func (rc *rconn) processTLS() gnet.Action {
 			break
 		}
 	}
-	if act == gnet.None && (x.failed.Load() || x.closeAfter.Load()) {
+	if act == gnet.None && x.failed.Load() {
 		act = gnet.Close
+	}
+	if act == gnet.None && rc.state.Load() == stateIdle && rc.lc.phase() == phaseWriting {
+		// The flush may have finished the answer: look again.
+		if a, stop := rc.check(); stop {
+			act = a
+		}
 	}
 	return act
 }
@@ -269,19 +303,27 @@ func (rc *rconn) trafficTLS() gnet.Action {
 	c := rc.gc
 	if buf, _ := c.Peek(-1); len(buf) > 0 {
 		if rc.state.Load() != stateIdle && x.pipe.buffered()+len(buf) > t.backlogLimit {
-			t.srv.log.Warn("petrel: pipelined backlog over the limit; closing", "conn", rc.info.ID)
+			t.srv.logRated("refusal", slog.LevelWarn, "petrel: pipelined backlog over the limit; closing", "conn", rc.info.ID)
 			return gnet.Close
 		}
 		x.pipe.feed(buf)
 		c.Discard(len(buf))
-		if !x.started {
-			x.started = true
-			if t.handshakes.Add(1) > int64(t.srv.cfg.MaxHandshakes) {
-				t.handshakes.Add(-1)
-				t.srv.stats.refused.Add(1)
-				t.srv.log.Warn("petrel: too many TLS handshakes in progress; closing", "conn", rc.info.ID)
+		if rc.charge(int64(x.pipe.buffered())) {
+			return gnet.Close
+		}
+		if !x.started.Load() {
+			switch firstRecord(x.pipe) {
+			case recordPartial:
+				return gnet.None // no slot until a whole first record is here
+			case recordBad:
+				t.srv.logRated("handshake", slog.LevelInfo, "petrel: not a TLS ClientHello; closing", "conn", rc.info.ID, "remote", rc.info.RemoteAddr)
 				return gnet.Close
 			}
+			if !t.takeHandshakeSlot(rc) {
+				return gnet.Close
+			}
+			x.started.Store(true)
+			rc.lc.enter(phaseHandshake, t.wheel.now.Load())
 			t.hsWG.Add(1)
 			go rc.handshake()
 		}
@@ -292,23 +334,98 @@ func (rc *rconn) trafficTLS() gnet.Action {
 		}
 		return gnet.None
 	}
-	if rc.markPending() {
+	if rc.lc.phase() == phaseWriting || rc.markPending() {
 		return gnet.None
 	}
 	return rc.decodeTLS()
+}
+
+// First-record checks before a handshake takes a slot.
+const (
+	recordPartial = iota
+	recordWhole
+	recordBad
+)
+
+// firstRecord reports whether the pipe holds a whole first TLS record
+// that can be a ClientHello (a handshake record of a plausible length).
+func firstRecord(p *tlsPipe) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.in == nil {
+		return recordPartial
+	}
+	b := p.in.B[p.inOff:]
+	if len(b) >= 1 && b[0] != 0x16 {
+		return recordBad
+	}
+	if len(b) < 5 {
+		return recordPartial
+	}
+	n := int(b[3])<<8 | int(b[4])
+	if n == 0 || n > 16384+2048 {
+		return recordBad
+	}
+	if len(b) < 5+n {
+		return recordPartial
+	}
+	return recordWhole
+}
+
+// takeHandshakeSlot reserves a slot of MaxHandshakes and of the remote
+// address's share of them; false (counted, logged at a bounded rate) when
+// either is full. Loop goroutine.
+func (t *reactorTransport) takeHandshakeSlot(rc *rconn) bool {
+	srv := t.srv
+	if t.handshakes.Add(1) > int64(srv.cfg.MaxHandshakes) {
+		t.handshakes.Add(-1)
+		srv.stats.refused.Add(1)
+		srv.logRated("handshake", slog.LevelWarn, "petrel: too many TLS handshakes in progress; closing", "conn", rc.info.ID)
+		return false
+	}
+	if per := srv.cfg.MaxHandshakesPerAddr; per > 0 {
+		if ta, ok := rc.info.RemoteAddr.(*net.TCPAddr); ok {
+			key := string(ta.IP.To16())
+			t.hsMu.Lock()
+			if t.hsByAddr[key] >= per {
+				t.hsMu.Unlock()
+				t.handshakes.Add(-1)
+				srv.stats.refused.Add(1)
+				srv.logRated("handshake", slog.LevelWarn, "petrel: too many TLS handshakes from one address; closing",
+					"conn", rc.info.ID, "remote", rc.info.RemoteAddr, "max", per)
+				return false
+			}
+			t.hsByAddr[key]++
+			t.hsMu.Unlock()
+			rc.tls.slotAddr = key
+		}
+	}
+	return true
+}
+
+// releaseHandshakeSlot gives back what takeHandshakeSlot took.
+func (t *reactorTransport) releaseHandshakeSlot(rc *rconn) {
+	t.handshakes.Add(-1)
+	if key := rc.tls.slotAddr; key != "" {
+		t.hsMu.Lock()
+		if t.hsByAddr[key]--; t.hsByAddr[key] <= 0 {
+			delete(t.hsByAddr, key)
+		}
+		t.hsMu.Unlock()
+	}
 }
 
 // handshake runs crypto/tls's handshake on its own goroutine.
 func (rc *rconn) handshake() {
 	t := rc.t
 	defer t.hsWG.Done()
-	defer t.handshakes.Add(-1)
+	defer t.releaseHandshakeSlot(rc)
 	x := rc.tls
 	ctx, cancel := context.WithTimeout(context.Background(), t.srv.cfg.HandshakeTimeout)
 	err := x.conn.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
-		t.srv.log.Info("petrel: TLS handshake failed", "conn", rc.info.ID, "remote", rc.info.RemoteAddr, "err", err)
+		t.srv.logRated("handshake", slog.LevelInfo, "petrel: TLS handshake failed", "conn", rc.info.ID, "remote", rc.info.RemoteAddr, "err", err)
 		x.failed.Store(true)
 		x.pipe.wakeSet.Store(false)
 		x.pipe.kick()
@@ -317,7 +434,7 @@ func (rc *rconn) handshake() {
 	st := x.conn.ConnectionState()
 	rc.info.TLS = &st
 	x.pipe.stopBlocking()
-	rc.idle()
+	rc.lc.enter(phaseIdle, t.wheel.now.Load())
 	x.established.Store(true)
 	// The first request often arrived with the client's Finished and sits
 	// inside crypto/tls already: no socket event will come for it.
@@ -332,59 +449,84 @@ func (rc *rconn) handshake() {
 func (rc *rconn) decodeTLS() gnet.Action {
 	x := rc.tls
 	srv := rc.srv
-	if rc.gc.OutboundBuffered() > outboundHighWater {
-		rc.t.stall(rc)
-		return gnet.None
-	}
 	eof := rc.drainTLS()
 	for {
-		if x.plainOff == len(x.plain) {
+		buf := x.plain[x.plainOff:]
+		v, f, n, _, err := rc.next(buf)
+		switch v {
+		case vEmpty:
 			x.releasePlain()
-			rc.reading = false
-			rc.idle()
+			rc.charge(0)
+			if rc.lc.phase() != phaseIdle {
+				rc.lc.enter(phaseIdle, rc.t.wheel.now.Load())
+			}
 			if eof || srv.closed.Load() {
 				return gnet.Close
 			}
 			return gnet.None
-		}
-		f, n, _, err := codec.Parse(x.plain[x.plainOff:], rc.t.opts)
-		if err != nil {
+		case vRefuse:
 			ex := srv.getExchange()
-			v := rc.refusal(ex, x.plain[x.plainOff:], err)
-			rc.writeTLS(v)
+			vec := rc.refusal(ex, buf, err)
+			rc.writeTLS(vec)
 			srv.putExchange(ex)
-			x.closeAfter.Store(true)
+			x.plainOff = len(x.plain)
+			rc.tlsSent(true)
 			return gnet.None
-		}
-		if n == 0 {
-			if !rc.reading {
-				rc.reading = true
-				rc.partial()
+		case vPartial:
+			if rc.lc.phase() != phaseReading {
+				rc.lc.enter(phaseReading, rc.t.wheel.now.Load())
 			}
-			if eof || srv.closed.Load() {
+			if rc.charge(int64(len(buf))) || eof || srv.closed.Load() {
 				return gnet.Close
 			}
 			return gnet.None
 		}
-		rc.reading = false
 		x.plainOff += n
-		if rc.t.pool == nil {
+		nonBlocking := rc.nonBlocking(f.Request)
+		if rc.t.pool == nil || nonBlocking || rc.mustRefuseBusy() {
 			ex := srv.getExchange()
-			r := rc.dispatch(ex, f)
-			v := rc.frame(ex, f, r)
-			srv.stats.answered(rc.info.ID, r.status, n, vecLen(v))
-			rc.writeTLS(v)
+			ex.canWait = false
+			rc.lc.enter(phaseDispatched, rc.t.wheel.now.Load())
+			var r result
+			if rc.t.pool != nil && !nonBlocking {
+				r = rc.busyResult()
+			} else {
+				r = rc.dispatch(ex, f)
+			}
+			vec := rc.frame(ex, f, r)
+			srv.stats.answered(rc.info.ID, r.status, n, vecLen(vec))
+			rc.writeTLS(vec)
 			srv.putExchange(ex)
-			if r.closes {
-				x.closeAfter.Store(true)
+			if rc.tlsSent(r.closes) {
 				return gnet.None
 			}
 			continue
 		}
 		x.peerEOF = eof
-		rc.handOff(srv.getExchange(), f, x.plainOff < len(x.plain) || eof)
+		ex := srv.getExchange()
+		ex.canWait = true
+		rc.handOff(ex, f, x.plainOff < len(x.plain) || eof)
 		return gnet.None
 	}
+}
+
+// tlsSent moves the connection on after an answer was encrypted: to
+// writing while ciphertext is still queued (in the pipe or in gnet), else
+// to idle. It reports whether decoding must stop. Any goroutine that owns
+// the connection.
+func (rc *rconn) tlsSent(closes bool) bool {
+	rc.wmu.Lock()
+	queued := rc.outPending || rc.flushing || rc.tls.pipe.pending() > 0
+	rc.wmu.Unlock()
+	now := rc.t.wheel.now.Load()
+	rc.closeAfter = closes
+	if queued || closes {
+		rc.lastOut = math.MaxInt
+		rc.lc.enter(phaseWriting, now)
+		return true
+	}
+	rc.lc.enter(phaseIdle, now)
+	return false
 }
 
 // drainTLS moves all the plaintext crypto/tls can produce now into plain,
@@ -463,23 +605,19 @@ func (rc *rconn) writeTLS(v [][]byte) {
 	_, err := rc.tls.conn.Write(o.B)
 	bytebufferpool.Put(o)
 	if err != nil {
-		rc.tls.closeAfter.Store(true)
+		rc.tls.failed.Store(true)
 	}
 }
 
-// handleTLS is the worker's half for a TLS connection: answer, then hand
-// the connection back to the loop with one wake.
-func (rc *rconn) handleTLS() {
+// answerTLS is the worker's half for a TLS connection: answer, then hand
+// the connection back to the loop, waking it when it has work.
+func (rc *rconn) answerTLS(r result) {
 	srv := rc.srv
 	ex := rc.x
 	f := ex.cur
-	r := rc.dispatch(ex, f)
 	v := rc.frame(ex, f, r)
 	srv.stats.answered(rc.info.ID, r.status, codec.Len(f, srv.mac != nil), vecLen(v))
 	rc.writeTLS(v)
-	if r.closes {
-		rc.tls.closeAfter.Store(true)
-	}
 	rc.x = nil
 	if !r.abandoned {
 		srv.putExchange(ex)
@@ -491,11 +629,14 @@ func (rc *rconn) handleTLS() {
 		rest := append([]byte(nil), rc.tls.plain[rc.tls.plainOff:]...)
 		rc.tls.plain, rc.tls.plainBuf, rc.tls.plainOff = rest, nil, 0
 	}
-	rc.idle()
-	// Hand the connection back. The loop needs waking only if bytes
-	// arrived meanwhile, the answer closes the connection, the server is
-	// draining, or ciphertext is still queued (the pipe woke it for that).
-	if old := rc.state.Swap(stateIdle); old == stateBusyPending || rc.tls.closeAfter.Load() || srv.closed.Load() {
+	if rc.gone.Load() {
+		if rc.orphan != nil {
+			rc.finishOrphan(nil)
+		}
+		return
+	}
+	writing := rc.tlsSent(r.closes)
+	if old := rc.state.Swap(stateIdle); old == stateBusyPending || writing || srv.closed.Load() {
 		rc.tls.pipe.wakeSet.Store(false)
 		rc.tls.pipe.kick()
 	}

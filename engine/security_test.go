@@ -280,7 +280,9 @@ func TestTLSManyHandshakes(t *testing.T) {
 	pki, _ := secCerts(t)
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			s := secServer(t, v, true, nil)
+			// Every client comes from 127.0.0.1: lift the per-address
+			// share of the handshake slots.
+			s := secServer(t, v, true, func(c *engine.Config) { c.MaxHandshakesPerAddr = -1 })
 			var wg sync.WaitGroup
 			errs := make(chan error, n)
 			for i := 0; i < n; i++ {
@@ -314,9 +316,10 @@ func TestTLSMaxHandshakes(t *testing.T) {
 		c.MaxHandshakes = 1
 		c.HandshakeTimeout = 10 * time.Second
 	})
-	// Two clients start a handshake and stall: whichever the server sees
-	// second finds the only slot taken and is closed at once; the other
-	// stays open until the handshake timeout.
+	// Two clients start a handshake (a whole first record: a slot is
+	// taken only then) and stall: whichever the server sees second finds
+	// the only slot taken and is closed at once; the other stays open
+	// until the handshake timeout.
 	var conns [2]net.Conn
 	for i := range conns {
 		c, err := net.Dial("tcp", s.AddrString())
@@ -324,7 +327,7 @@ func TestTLSMaxHandshakes(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00})
+		c.Write([]byte{0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0x02, 0x00})
 		conns[i] = c
 	}
 	closed := 0

@@ -3,27 +3,34 @@ package engine
 import (
 	"context"
 	"errors"
-	"expvar"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/petrel-rpc/petrel/codec"
 )
 
-// transport is what an engine provides to a Server.
+// transport is what an engine provides to a Server. The Server owns the
+// listener and the accept loop (see acceptor) and hands each accepted
+// connection to the transport.
 type transport interface {
-	// addr is the listening address.
-	addr() net.Addr
-	// shutdown stops accepting, lets every connection finish the requests
-	// it has read, closes idle ones, and returns when none is left or ctx
-	// ends (then with ctx's error, leaving the rest to close).
-	shutdown(ctx context.Context) error
-	// close closes the listener and every connection now and returns once
-	// the engine's goroutines have exited.
-	close() error
+	// open takes an accepted connection that holds a MaxConns slot. It
+	// reports false when it cannot (the caller closes nc and releases the
+	// slot); once it has reported true, the transport calls
+	// Server.connClosed exactly once for nc.
+	open(nc net.Conn) bool
+	// drain makes every connection look at the draining flag now: idle
+	// ones and those with a partial frame close at once, the others once
+	// their answer is fully written.
+	drain()
+	// close closes every connection now, cancels the handlers' contexts
+	// and stops the engine's goroutines, waiting at most bound for
+	// handlers that ignore their context (they are abandoned).
+	close(bound time.Duration) error
 }
 
 // Server is a running Petrel server. All methods are safe for concurrent
@@ -38,31 +45,83 @@ type Server struct {
 	nextID         atomic.Uint64
 	exchanges      sync.Pool // *exchange, for the reactor
 
-	t transport
+	t   transport
+	acc *acceptor
+	ln  net.Listener
+
+	connGone chan struct{} // signalled (non-blocking) when a connection closes
+	budget   *budget       // Config.MaxBuffered
 
 	// Fields owned by the dispatch layer (dispatch.go and its files),
 	// set up by initDispatch.
 	disp dispatchState
 
-	stopOnce sync.Once     // guards the transition to stopped
-	stopMu   sync.Mutex    // guards err
-	err      error         // why the server stopped; nil while running
-	done     chan struct{} // closed once stopped
-	closed   atomic.Bool   // a Close or Shutdown has begun: the server drains
+	stopOnce  sync.Once     // guards the transition to stopped
+	stopMu    sync.Mutex    // guards err and drainWhy
+	err       error         // why the server stopped; nil while running
+	drainWhy  error         // why a graceful shutdown began; nil if none did
+	done      chan struct{} // closed once stopped
+	closed    atomic.Bool   // a Close or Shutdown has begun: the server drains
+	forceOnce sync.Once     // guards forced
+	forced    chan struct{} // closed by Close: stop now
+	halt      atomic.Bool   // set first thing by Close: write no more answers
 }
 
 // Listen starts a server as cfg says and returns once it is listening. The
 // server runs until [Server.Shutdown] or [Server.Close], a listener failure,
 // or (unless cfg.IgnoreSignals) SIGINT or SIGTERM.
 func Listen(cfg Config) (*Server, error) {
-	cfg, err := cfg.withDefaults()
+	c, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	network, address, err := parseAddr(cfg.Addr)
+	network, address, err := parseAddr(c.Addr)
 	if err != nil {
 		return nil, err
 	}
+	if network == "unix" {
+		if err := prepareUnixSocket(address); err != nil {
+			return nil, err
+		}
+	}
+	ln, err := net.Listen(network, address)
+	if err != nil {
+		return nil, fmt.Errorf("petrel: listen %s: %w", cfg.Addr, err)
+	}
+	if ul, ok := ln.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(true)
+		if err := os.Chmod(address, c.SocketMode); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("petrel: unix socket mode: %w", err)
+		}
+	}
+	s, err := serve(ln, c)
+	if err != nil {
+		ln.Close()
+	}
+	return s, err
+}
+
+// Serve starts a server on a listener the caller brings (systemd socket
+// activation, an inherited descriptor for a zero-downtime restart, a test
+// listener) and returns once it serves. cfg.Addr is ignored. The server
+// owns ln from then on and closes it when it stops. ln must be a
+// *net.TCPListener or *net.UnixListener for the reactor engine (it hands
+// each accepted socket to its event loops); the std engine takes any
+// net.Listener.
+func Serve(ln net.Listener, cfg Config) (*Server, error) {
+	if ln == nil {
+		return nil, fmt.Errorf("%w: nil listener", ErrConfig)
+	}
+	cfg.Addr = addrString(ln.Addr())
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return serve(ln, c)
+}
+
+func serve(ln net.Listener, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:            cfg,
 		log:            cfg.Logger,
@@ -70,33 +129,35 @@ func Listen(cfg Config) (*Server, error) {
 		inlineHandlers: cfg.Engine == Reactor && cfg.Inline,
 		stats:          newCounters(),
 		done:           make(chan struct{}),
+		forced:         make(chan struct{}),
+		connGone:       make(chan struct{}, 1),
+		ln:             ln,
+		budget:         newBudget(cfg.MaxBuffered),
 	}
 	if len(cfg.HMACKey) > 0 {
 		s.mac = codec.NewMAC(cfg.HMACKey)
 	}
 	s.exchanges.New = func() any { return s.newExchange() }
-	if err := s.initDispatch(); err != nil {
-		return nil, err
-	}
 	for name, h := range cfg.Handlers {
 		if err := s.handlers.add(name, h); err != nil {
 			return nil, err
 		}
 	}
-	if network == "unix" {
-		if err := prepareUnixSocket(address); err != nil {
-			return nil, err
-		}
+	if err := s.initDispatch(); err != nil {
+		return nil, err
 	}
+	var err error
 	switch cfg.Engine {
 	case Std:
-		s.t, err = newStdTransport(s, network, address)
+		s.t, err = newStdTransport(s)
 	default:
-		s.t, err = newReactorTransport(s, network, address)
+		s.t, err = newReactorTransport(s)
 	}
 	if err != nil {
 		return nil, err
 	}
+	s.acc = newAcceptor(s, ln, s.t.open)
+	s.acc.start()
 	if !cfg.IgnoreSignals {
 		registerSignals(s)
 	}
@@ -111,18 +172,14 @@ func (s *Server) Handle(name string, h Handler) error { return s.handlers.add(na
 
 // Addr returns the address the server listens on (with the real port when
 // port 0 was asked for).
-func (s *Server) Addr() net.Addr { return s.t.addr() }
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // AddrString returns the listening address as a client dials it:
 // "host:port", or "unix:///path" for a Unix socket.
-func (s *Server) AddrString() string { return addrString(s.t.addr()) }
+func (s *Server) AddrString() string { return addrString(s.ln.Addr()) }
 
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats { return s.stats.snapshot() }
-
-// Var returns the server's statistics as an expvar.Var, for
-// expvar.Publish.
-func (s *Server) Var() expvar.Var { return expvar.Func(func() any { return s.Stats() }) }
 
 // Done returns a channel closed when the server has stopped.
 func (s *Server) Done() <-chan struct{} { return s.done }
@@ -143,51 +200,114 @@ func (s *Server) Wait() error {
 }
 
 // Shutdown stops the server gracefully: it stops accepting connections,
-// answers every request already read, closes connections as they become
-// idle, and returns when all are closed. If ctx ends first, the remaining
-// connections are closed at once and ctx's error is returned. Calling
-// Shutdown on a stopped server returns net.ErrClosed.
+// closes idle connections and partly received frames at once, answers
+// every request already read, and closes each remaining connection once its
+// answer is fully written (each bounded by WriteTimeout). It returns when
+// all are closed. If ctx ends first, or [Server.Close] is called meanwhile,
+// the rest are closed at once and Shutdown returns an error wrapping
+// [ErrDrainCut] (and ctx's error). Calling Shutdown on a stopped server
+// returns net.ErrClosed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	return s.stop(ctx, ErrServerClosed)
 }
 
-// Close stops the server at once, closing the listener and every
-// connection; requests in flight are not answered. It returns once the
-// server's goroutines have exited. A second Close returns net.ErrClosed.
-func (s *Server) Close() error {
-	if !s.closed.CompareAndSwap(false, true) {
-		<-s.done
-		return net.ErrClosed
-	}
-	err := s.t.close()
-	s.finish(ErrServerClosed)
-	return err
-}
+// Close stops the server at once: it closes the listener and every
+// connection and cancels every handler's context; requests in flight are
+// not answered. It works at any time, also during a Shutdown, which it
+// cuts short. It returns once the engine's goroutines have exited, waiting
+// at most one second for handlers that ignore their cancelled context:
+// those are abandoned (they keep running; Stats.Abandoned counts them) and
+// their results are discarded. A second Close returns net.ErrClosed.
+func (s *Server) Close() error { return s.forceStop(nil) }
 
-func (s *Server) stop(ctx context.Context, why error) error {
-	if !s.closed.CompareAndSwap(false, true) {
+// forceStop closes the server at once; why is what Err reports (nil: the
+// reason a graceful shutdown in progress had, marked cut short, or
+// ErrServerClosed).
+func (s *Server) forceStop(why error) error {
+	first := false
+	s.forceOnce.Do(func() { first = true })
+	if !first {
 		<-s.done
 		return net.ErrClosed
 	}
-	s.log.Log(context.Background(), codec.StatusShuttingDown.Level(), "petrel: server shutting down",
-		"addr", s.AddrString(), "status", int(codec.StatusShuttingDown))
-	err := s.t.shutdown(ctx)
-	if cerr := s.t.close(); err == nil && cerr != nil && !errors.Is(cerr, net.ErrClosed) {
-		err = cerr
+	s.halt.Store(true)
+	s.closed.Store(true)
+	close(s.forced)
+	s.acc.stop()
+	err := s.t.close(closeGrace)
+	if why == nil {
+		s.stopMu.Lock()
+		why = s.drainWhy
+		s.stopMu.Unlock()
+		if why == nil {
+			why = ErrServerClosed
+		} else {
+			why = errors.Join(why, ErrDrainCut)
+		}
 	}
 	s.finish(why)
 	return err
 }
 
-// fail stops the server after a listener failure (status 599).
+// stop is Shutdown with why as the reason the server reports.
+func (s *Server) stop(ctx context.Context, why error) error {
+	if !s.closed.CompareAndSwap(false, true) {
+		<-s.done
+		return net.ErrClosed
+	}
+	s.stopMu.Lock()
+	s.drainWhy = why
+	s.stopMu.Unlock()
+	s.log.Log(context.Background(), codec.StatusShuttingDown.Level(), "petrel: server shutting down",
+		"addr", s.AddrString(), "status", int(codec.StatusShuttingDown))
+	s.acc.stop()
+	s.t.drain()
+	var cut error
+	for cut == nil && s.stats.open.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			cut = fmt.Errorf("%w: %w", ErrDrainCut, ctx.Err())
+		case <-s.forced:
+			cut = fmt.Errorf("%w: closed meanwhile", ErrDrainCut)
+		case <-s.connGone:
+		}
+	}
+	if cut != nil {
+		s.forceStop(nil)
+		return cut
+	}
+	if err := s.forceStop(why); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+// forcedNow reports whether Close has begun.
+func (s *Server) forcedNow() bool {
+	select {
+	case <-s.forced:
+		return true
+	default:
+		return false
+	}
+}
+
+// signalClosed wakes a Shutdown waiting for connections to close.
+func (s *Server) signalClosed() {
+	select {
+	case s.connGone <- struct{}{}:
+	default:
+	}
+}
+
+// fail stops the server after a listener or engine failure (status 599):
+// Done closes and Err says why.
 func (s *Server) fail(err error) {
 	s.log.Error("petrel: listener failed", "addr", s.AddrString(), "status", int(codec.StatusListenerFailed), "err", err)
-	go func() {
-		if s.closed.CompareAndSwap(false, true) {
-			_ = s.t.close()
-			s.finish(fmt.Errorf("petrel: listener failed: %w", err))
-		}
-	}()
+	s.stopMu.Lock()
+	s.drainWhy = nil
+	s.stopMu.Unlock()
+	go s.forceStop(fmt.Errorf("petrel: listener failed (status %d): %w", codec.StatusListenerFailed, err))
 }
 
 func (s *Server) finish(why error) {

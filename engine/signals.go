@@ -6,12 +6,7 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
-	"time"
 )
-
-// signalShutdownTimeout bounds the graceful shutdown a signal starts; a
-// second signal closes at once.
-const signalShutdownTimeout = 30 * time.Second
 
 // sigState is the process's one signal watcher, shared by every server that
 // did not set IgnoreSignals. It runs only while such a server exists.
@@ -59,14 +54,17 @@ func unregisterSignals(s *Server) {
 	}
 }
 
+// watchSignals is the one goroutine that receives signals: the first
+// starts a graceful shutdown of every server, bounded by its
+// ShutdownTimeout; the second closes them all at once.
 func watchSignals(ch chan os.Signal, stop chan struct{}) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	count := 0
 	for {
 		select {
 		case <-stop:
 			return
 		case sig := <-ch:
+			count++
 			sigState.mu.Lock()
 			servers := make([]*Server, 0, len(sigState.servers))
 			for s := range sigState.servers {
@@ -74,21 +72,19 @@ func watchSignals(ch chan os.Signal, stop chan struct{}) {
 			}
 			sigState.mu.Unlock()
 			for _, s := range servers {
-				s.log.Warn("petrel: signal received, shutting down", "signal", sig.String(), "addr", s.AddrString())
-				go func() {
-					sctx, scancel := context.WithTimeout(ctx, signalShutdownTimeout)
-					defer scancel()
-					_ = s.stop(sctx, ErrSignal)
-				}()
-			}
-			// A second signal closes everything at once.
-			go func() {
-				select {
-				case <-ch:
-					cancel()
-				case <-stop:
+				if count == 1 {
+					s.log.Warn("petrel: signal received, shutting down", "signal", sig.String(), "addr", s.AddrString(),
+						"timeout", s.cfg.ShutdownTimeout)
+					go func() {
+						ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+						defer cancel()
+						_ = s.stop(ctx, ErrSignal)
+					}()
+				} else {
+					s.log.Warn("petrel: second signal received, closing now", "signal", sig.String(), "addr", s.AddrString())
+					go s.Close()
 				}
-			}()
+			}
 		}
 	}
 }

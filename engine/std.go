@@ -5,8 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"time"
 
@@ -14,167 +14,99 @@ import (
 )
 
 // stdTransport is the baseline engine: a goroutine per connection on the
-// standard library's net package.
+// standard library's net package. Its connections follow the shared
+// lifecycle (lifecycle.go): every read and write deadline comes from the
+// connection's phase.
 type stdTransport struct {
 	srv *Server
-	ln  net.Listener
+	to  timeouts
 
 	mu    sync.Mutex            // guards conns
 	conns map[*stdConn]struct{} // open connections
-	wg    sync.WaitGroup        // accept loop and connection goroutines
-	idle  chan struct{}         // signalled when a connection closes during drain
-	once  sync.Once
+	wg    sync.WaitGroup        // connection goroutines
 }
 
-func newStdTransport(srv *Server, network, address string) (*stdTransport, error) {
-	ln, err := net.Listen(network, address)
-	if err != nil {
-		return nil, err
-	}
-	t := &stdTransport{srv: srv, ln: ln, conns: map[*stdConn]struct{}{}, idle: make(chan struct{}, 1)}
-	if network == "unix" {
-		if err := os.Chmod(address, srv.cfg.SocketMode); err != nil {
-			ln.Close()
-			return nil, err
-		}
-		ln.(*net.UnixListener).SetUnlinkOnClose(true)
-	}
-	if srv.cfg.TLS != nil {
-		ln = tls.NewListener(ln, srv.cfg.TLS)
-		t.ln = ln
-	}
-	t.wg.Add(1)
-	go t.accept()
-	return t, nil
+func newStdTransport(srv *Server) (*stdTransport, error) {
+	return &stdTransport{srv: srv, to: srv.cfg.timeouts(), conns: map[*stdConn]struct{}{}}, nil
 }
 
-func (t *stdTransport) addr() net.Addr { return t.ln.Addr() }
-
-func (t *stdTransport) accept() {
-	defer t.wg.Done()
+func (t *stdTransport) open(nc net.Conn) bool {
 	srv := t.srv
-	var delay time.Duration
-	for {
-		nc, err := t.ln.Accept()
-		if err != nil {
-			if srv.closed.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if isTimeout(err) || isTemporary(err) {
-				// EMFILE and friends: back off as net/http does.
-				if delay == 0 {
-					delay = 5 * time.Millisecond
-				} else if delay *= 2; delay > time.Second {
-					delay = time.Second
-				}
-				srv.log.Warn("petrel: accept error; retrying", "err", err, "delay", delay)
-				time.Sleep(delay)
-				continue
-			}
-			srv.fail(err)
-			return
-		}
-		delay = 0
-		if srv.closed.Load() || (srv.cfg.MaxConns > 0 && srv.stats.open.Load() >= int64(srv.cfg.MaxConns)) {
-			srv.stats.refused.Add(1)
-			nc.Close()
-			continue
-		}
-		c := &stdConn{t: t, nc: nc}
-		c.init(srv)
-		c.info.LocalAddr, c.info.RemoteAddr = nc.LocalAddr(), nc.RemoteAddr()
-		t.mu.Lock()
-		if srv.closed.Load() {
-			t.mu.Unlock()
-			nc.Close()
-			continue
-		}
-		t.conns[c] = struct{}{}
-		srv.stats.open.Add(1)
-		srv.stats.total.Add(1)
-		t.wg.Add(1)
+	c := &stdConn{t: t, nc: nc}
+	c.init(srv)
+	c.info.LocalAddr, c.info.RemoteAddr = nc.LocalAddr(), nc.RemoteAddr()
+	c.hold.evict = func() { c.nc.Close() }
+	t.mu.Lock()
+	if srv.forcedNow() {
 		t.mu.Unlock()
-		go c.serve()
+		return false
 	}
-}
-
-func isTemporary(err error) bool {
-	var te interface{ Temporary() bool }
-	return errors.As(err, &te) && te.Temporary()
+	t.conns[c] = struct{}{}
+	t.wg.Add(1)
+	t.mu.Unlock()
+	srv.connOpened(&c.info)
+	go c.serve()
+	return true
 }
 
 func (t *stdTransport) remove(c *stdConn) {
 	t.mu.Lock()
 	delete(t.conns, c)
 	t.mu.Unlock()
-	t.srv.stats.open.Add(-1)
-	select {
-	case t.idle <- struct{}{}:
-	default:
+}
+
+// drain interrupts every connection's read: one waiting for a frame, or in
+// the middle of one, sees the draining flag and closes; one whose handler
+// runs finishes its answer first.
+func (t *stdTransport) drain() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for c := range t.conns {
+		c.nc.SetReadDeadline(time.Unix(1, 0))
 	}
 }
 
-func (t *stdTransport) shutdown(ctx context.Context) error {
-	t.ln.Close()
-	for {
+func (t *stdTransport) close(bound time.Duration) error {
+	t.mu.Lock()
+	for c := range t.conns {
+		// Close first, then cancel: a handler woken by the cancellation
+		// finds the connection closed and cannot answer on it.
+		c.nc.Close()
+		c.ctx.cancel()
+	}
+	t.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		t.wg.Wait()
+		close(done)
+	}()
+	timer := time.NewTimer(bound)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		// Handlers that ignore their context: abandoned. Their goroutines
+		// end when they return (the connection is closed under them).
 		t.mu.Lock()
 		n := len(t.conns)
-		for c := range t.conns {
-			c.wakeIfIdle()
-		}
 		t.mu.Unlock()
-		if n == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.idle:
-		case <-time.After(50 * time.Millisecond):
-			// Re-wake connections that became idle since the last pass.
-		}
+		t.srv.log.Warn("petrel: handlers still running after Close; abandoned", "count", n)
 	}
-}
-
-func (t *stdTransport) close() error {
-	var err error
-	t.once.Do(func() {
-		err = t.ln.Close()
-		if errors.Is(err, net.ErrClosed) {
-			err = nil
-		}
-		t.mu.Lock()
-		for c := range t.conns {
-			// Close first, then cancel: a handler woken by the
-			// cancellation must find the connection closed, so that
-			// nothing more is written on it (as on the reactor, where
-			// OnClose marks the connection gone before cancelling).
-			// Both happen before wg.Wait, so a handler waiting on its
-			// context cannot hold it.
-			c.nc.Close()
-			c.ctx.cancel()
-		}
-		t.mu.Unlock()
-		t.wg.Wait()
-	})
-	return err
+	return nil
 }
 
 // stdConn is one connection of the std engine, served by one goroutine.
 type stdConn struct {
 	session
-	x  *exchange
-	t  *stdTransport
-	nc net.Conn
+	lc   lifecycle
+	hold holding
+	x    *exchange
+	t    *stdTransport
+	nc   net.Conn
 
-	mu   sync.Mutex // guards busy
-	busy bool       // a frame has begun arriving or is being answered
-
-	buf        []byte    // read buffer; frames are decoded in place
-	frameStart time.Time // when the frame being read began arriving; zero between frames
-	out        []byte    // small answers are assembled here
-	vec        net.Buffers
-	vecArr     [4][]byte // c.vec's backing array: header, request, payload, MAC
+	buf    []byte // read buffer; frames are decoded in place
+	out    []byte // small answers are assembled here
+	vecArr [4][]byte
 
 	// The watcher: while a handler that asked for ctx.Done runs, a
 	// goroutine reads the socket so that the peer going away cancels the
@@ -190,95 +122,110 @@ const (
 	stdReadBuf     = 4 << 10  // initial read buffer
 	stdKeepBuf     = 64 << 10 // larger buffers are dropped after use
 	stdSmallAnswer = 4 << 10  // answers up to this size are copied into one write
+	stdWriteChunk  = 256 << 10
 )
 
-// wakeIfIdle interrupts the connection's read when it waits for a new
-// frame, so that a draining server can close it.
-func (c *stdConn) wakeIfIdle() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.busy {
-		c.nc.SetReadDeadline(time.Unix(1, 0))
-	}
-}
-
-func (c *stdConn) setBusy(b bool) {
-	c.mu.Lock()
-	c.busy = b
-	c.mu.Unlock()
-}
+func (c *stdConn) enter(p phase) { c.lc.enter(p, time.Now().UnixNano()) }
 
 func (c *stdConn) serve() {
 	srv := c.srv
 	defer c.t.wg.Done()
+	var cause error
 	defer func() {
 		c.ctx.cancel()
 		c.nc.Close()
+		srv.budget.set(&c.hold, 0)
 		c.t.remove(c)
-		srv.log.Debug("petrel: client disconnected", "conn", c.info.ID, "status", int(codec.StatusDisconnected))
+		srv.connClosed(&c.info, cause)
 	}()
-	if tc, ok := c.nc.(*tls.Conn); ok {
-		hctx, cancel := context.WithTimeout(context.Background(), srv.cfg.HandshakeTimeout)
+	if srv.cfg.TLS != nil {
+		c.enter(phaseHandshake)
+		tc := tls.Server(c.nc, srv.cfg.TLS)
+		c.nc = tc
+		hctx, cancel := context.WithDeadline(context.Background(), c.t.to.deadlineTime(phaseHandshake, c.lc.since.Load()))
 		err := tc.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
-			srv.log.Info("petrel: TLS handshake failed", "conn", c.info.ID, "remote", c.info.RemoteAddr, "err", err)
+			srv.logRated("handshake", slog.LevelInfo, "petrel: TLS handshake failed", "conn", c.info.ID, "remote", c.info.RemoteAddr, "err", err)
+			cause = err
 			return
 		}
 		st := tc.ConnectionState()
 		c.info.TLS = &st
+		c.hold.evict = func() { c.nc.Close() }
 	} else if uc, ok := c.nc.(*net.UnixConn); ok {
 		c.info.PeerCred = peerCredOf(uc)
 	}
-	srv.log.Debug("petrel: client connected", "conn", c.info.ID, "remote", c.info.RemoteAddr, "status", int(codec.StatusConnected))
-	opts := codec.Options{MaxPayload: srv.cfg.MaxPayload, MAC: srv.mac != nil}
 	c.x = srv.newExchange()
+	c.x.canWait = true
 	c.buf = make([]byte, 0, stdReadBuf)
 	c.ctx.watch = c.startWatch
+	c.enter(phaseIdle)
 	for {
-		// Decode whatever is buffered; read more only when needed.
-		f, n, need, err := codec.Parse(c.buf, opts)
-		if err != nil {
-			c.setBusy(true)
-			v := c.refusal(c.x, c.buf, err)
-			c.write(v)
+		v, f, n, need, err := c.next(c.buf)
+		switch v {
+		case vRefuse:
+			c.enter(phaseWriting)
+			if c.write(c.refusal(c.x, c.buf, err)) {
+				c.linger()
+			}
 			return
-		}
-		if n == 0 {
-			if !c.fill(need) {
+		case vEmpty, vPartial:
+			if v == vEmpty {
+				if c.lc.phase() != phaseIdle {
+					c.enter(phaseIdle)
+				}
+			} else if c.lc.phase() != phaseReading {
+				// The read timeout runs from a frame's first byte, not
+				// from each read: a trickling peer cannot extend it.
+				c.enter(phaseReading)
+			}
+			if srv.closed.Load() {
+				return // draining: nothing read is left unanswered
+			}
+			if cause = c.fill(need); cause != nil {
 				return
 			}
 			continue
 		}
-		c.setBusy(true)
+		c.enter(phaseDispatched)
 		c.ctx.arm()
 		r := c.dispatch(c.x, f)
 		peerGone := c.stopWatch()
-		c.frameStart = time.Time{}
-		v := c.frame(c.x, f, r)
-		srv.stats.answered(c.info.ID, r.status, n, vecLen(v))
-		if !c.write(v) || r.closes || peerGone {
+		c.enter(phaseWriting)
+		vec := c.frame(c.x, f, r)
+		srv.stats.answered(c.info.ID, r.status, n, vecLen(vec))
+		if c.srv.halt.Load() || !c.write(vec) || peerGone {
 			return
 		}
-		// Keep unread bytes (pipelined frames) at the front of buf.
-		rest := len(c.buf) - n
-		if r.abandoned {
-			nb := make([]byte, rest, max(stdReadBuf, rest))
-			copy(nb, c.buf[n:])
-			c.buf = nb
-		} else {
-			copy(c.buf, c.buf[n:])
-			c.buf = c.buf[:rest]
-			if cap(c.buf) > stdKeepBuf && rest < stdReadBuf {
-				nb := make([]byte, rest, stdReadBuf)
-				copy(nb, c.buf)
-				c.buf = nb
-			}
+		if r.closes {
+			c.linger()
+			return
 		}
-		if rest == 0 {
-			c.setBusy(false)
-		}
+		c.consume(n, r.abandoned)
+		c.enter(phaseIdle)
 	}
+}
+
+// consume drops the first n bytes of buf (a served frame), keeping
+// pipelined bytes at the front.
+func (c *stdConn) consume(n int, abandoned bool) {
+	rest := len(c.buf) - n
+	switch {
+	case abandoned:
+		// A timed-out handler may still read the frame's bytes.
+		nb := make([]byte, rest, max(stdReadBuf, rest))
+		copy(nb, c.buf[n:])
+		c.buf = nb
+	case cap(c.buf) > stdKeepBuf && rest < stdReadBuf:
+		nb := make([]byte, rest, stdReadBuf)
+		copy(nb, c.buf[n:])
+		c.buf = nb
+	default:
+		copy(c.buf, c.buf[n:])
+		c.buf = c.buf[:rest]
+	}
+	c.srv.budget.set(&c.hold, int64(len(c.buf)))
 }
 
 // startWatch starts the watcher. It runs with c.ctx.mu held, on whichever
@@ -295,6 +242,8 @@ func (c *stdConn) watchPeer() {
 	c.peeked = n == 1
 	if err != nil && !isTimeout(err) {
 		c.watchErr = err
+		// The peer has gone or half-closed: cancel the handler's context
+		// (as net/http does); its answer is still written.
 		c.ctx.cancel()
 	}
 }
@@ -314,82 +263,70 @@ func (c *stdConn) stopWatch() bool {
 	}
 	err := c.watchErr
 	c.watchErr = nil
+	if errors.Is(err, io.EOF) {
+		// A half-close: the peer still reads. Answer it, then close.
+		return false
+	}
 	return err != nil
 }
 
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// fill reads until at least need more bytes are buffered. It applies the
-// idle timeout while no byte of a frame has arrived and the read timeout
-// after that. It reports false when the connection should close.
-func (c *stdConn) fill(need int) bool {
+// fill reads until at least need more bytes are buffered, under the
+// deadline of the connection's phase (idle or reading). The buffer grows
+// with the bytes that actually arrive, never to a frame's declared size
+// up front. It returns why the connection should close, or nil.
+func (c *stdConn) fill(need int) error {
 	srv := c.srv
 	want := len(c.buf) + need
-	if want > cap(c.buf) {
-		nb := make([]byte, len(c.buf), max(want, 2*cap(c.buf)))
-		copy(nb, c.buf)
-		c.buf = nb
-	}
 	for len(c.buf) < want {
-		if len(c.buf) == 0 {
-			c.setBusy(false)
-			c.frameStart = time.Time{}
-			if srv.closed.Load() {
-				return false
-			}
-			c.setDeadline(srv.cfg.IdleTimeout)
-		} else {
-			c.setBusy(true)
-			// The read timeout runs from the frame's first byte, not from
-			// the last read: a peer trickling a byte at a time must not
-			// hold the connection forever.
-			if c.frameStart.IsZero() {
-				c.frameStart = time.Now()
-			}
-			if rt := srv.cfg.ReadTimeout; rt > 0 {
-				c.nc.SetReadDeadline(c.frameStart.Add(rt))
-			} else {
-				c.nc.SetReadDeadline(time.Time{})
+		if cap(c.buf)-len(c.buf) < min(want-len(c.buf), stdReadBuf) || len(c.buf) == cap(c.buf) {
+			nb := make([]byte, len(c.buf), min(want, max(2*cap(c.buf), stdReadBuf)))
+			copy(nb, c.buf)
+			c.buf = nb
+		}
+		if len(c.buf) > 0 {
+			if srv.budget.set(&c.hold, int64(cap(c.buf))) {
+				// Over the server's inbound budget: wait for room (the
+				// peer is held back by TCP meanwhile), within the read
+				// deadline.
+				srv.stats.evicted.Add(1)
+				dl := c.t.to.deadlineTime(c.lc.phase(), c.lc.since.Load())
+				if !srv.budget.waitRoom(dl, srv.forced) {
+					srv.stats.timedOut.Add(1)
+					return errors.New("petrel: inbound budget exhausted")
+				}
 			}
 		}
+		c.nc.SetReadDeadline(c.t.to.deadlineTime(c.lc.phase(), c.lc.since.Load()))
 		m, err := c.nc.Read(c.buf[len(c.buf):cap(c.buf)])
 		c.buf = c.buf[:len(c.buf)+m]
-		if m > 0 {
-			c.setBusy(true)
+		if m > 0 && c.lc.phase() == phaseIdle {
+			c.enter(phaseReading)
 		}
 		if err != nil {
 			if len(c.buf) >= want {
-				return true
+				return nil
 			}
 			if isTimeout(err) {
-				if len(c.buf) == 0 && srv.closed.Load() {
-					return false
+				if srv.closed.Load() {
+					return errors.New("petrel: draining")
 				}
-				srv.log.Info("petrel: connection timed out", "conn", c.info.ID, "partial", len(c.buf) > 0)
-				return false
+				srv.stats.timedOut.Add(1)
+				srv.logRated("timeout", slog.LevelInfo, "petrel: connection timed out", "conn", c.info.ID, "phase", c.lc.phase().String())
+				return err
 			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				srv.log.Debug("petrel: read error", "conn", c.info.ID, "status", int(codec.StatusReadError), "err", err)
 			}
-			return false
+			return err
 		}
 	}
-	return true
-}
-
-func (c *stdConn) setDeadline(d time.Duration) {
-	if d > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(d))
-	} else {
-		c.nc.SetReadDeadline(time.Time{})
-	}
+	return nil
 }
 
 // write sends an answer: small ones in one write from a reused buffer,
-// large ones with writev so the payload is not copied.
+// large ones from the caller's slices in chunks, each under a fresh write
+// deadline, so that a peer that keeps reading is never cut off and one
+// that stops is cut off after WriteTimeout.
 func (c *stdConn) write(v [][]byte) bool {
 	var err error
 	if n := vecLen(v); n <= stdSmallAnswer {
@@ -397,17 +334,54 @@ func (c *stdConn) write(v [][]byte) bool {
 		for _, b := range v {
 			c.out = append(c.out, b...)
 		}
+		c.setWriteDeadline()
 		_, err = c.nc.Write(c.out)
 	} else {
-		// WriteTo consumes c.vec from the front, leaving it with no
-		// capacity: rebuild it on the fixed array, or every large answer
-		// would allocate a new slice.
-		c.vec = append(net.Buffers(c.vecArr[:0:len(c.vecArr)]), v...)
-		_, err = c.vec.WriteTo(c.nc)
+		for _, b := range v {
+			for len(b) > 0 && err == nil {
+				k := min(len(b), stdWriteChunk)
+				c.setWriteDeadline()
+				_, err = c.nc.Write(b[:k])
+				b = b[k:]
+			}
+		}
 	}
 	if err != nil {
+		if isTimeout(err) {
+			c.srv.stats.timedOut.Add(1)
+			c.srv.logRated("timeout", slog.LevelInfo, "petrel: write timed out", "conn", c.info.ID)
+		}
 		c.srv.log.Debug("petrel: write error", "conn", c.info.ID, "status", int(codec.StatusWriteError), "err", err)
 		return false
 	}
 	return true
+}
+
+func (c *stdConn) setWriteDeadline() {
+	if d := c.t.to.write; d > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(d))
+	}
+}
+
+// linger closes the way HTTP servers do after an error answer: shut the
+// write side (the answer goes out ahead of the FIN), then read and discard
+// what the peer still sends, for at most lingerTime and lingerBytes, so
+// that the kernel does not reset the connection under the answer.
+func (c *stdConn) linger() {
+	c.enter(phaseLingering)
+	type closeWriter interface{ CloseWrite() error }
+	if cw, ok := c.nc.(closeWriter); ok {
+		if cw.CloseWrite() != nil {
+			return
+		}
+	}
+	c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+	var scratch [4 << 10]byte
+	for total := 0; total < lingerBytes; {
+		n, err := c.nc.Read(scratch[:])
+		total += n
+		if err != nil {
+			return
+		}
+	}
 }

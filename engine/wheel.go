@@ -1,19 +1,18 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
+
 package engine
 
 import (
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// noDeadline marks a connection that must not time out (a handler runs).
-const noDeadline = math.MaxInt64
-
-// wheel is a hashed timing wheel for the reactor's read and idle timeouts.
-// Connections store their deadline in an atomic (O(1) per event, no lock);
-// the wheel visits each connection only when the slot holding it comes
-// round, then expires it or re-files it under its current deadline. The
+// wheel is a hashed timing wheel for the reactor's timeouts. Connections
+// keep their lifecycle phase and its start in atomics (O(1) per event, no
+// lock); the wheel visits each connection only when the slot holding it
+// comes round, then wakes its loop if it is due (the loop decides, with
+// its own view of the connection: see rconn.check) or re-files it. The
 // lock is taken when a connection opens and when the ticker sweeps, never
 // per request.
 type wheel struct {
@@ -32,10 +31,10 @@ func newWheel(tick time.Duration, slots int) *wheel {
 	return w
 }
 
-// add files rc under deadline dl.
-func (w *wheel) add(rc *rconn, dl int64) {
+// add files rc under its current due time.
+func (w *wheel) add(rc *rconn) {
 	w.mu.Lock()
-	w.fileLocked(rc, dl)
+	w.fileLocked(rc, rc.dueAt(w.now.Load()))
 	w.mu.Unlock()
 }
 
@@ -62,11 +61,11 @@ func (w *wheel) fileLocked(rc *rconn, dl int64) {
 	w.slots[i] = append(w.slots[i], rc)
 }
 
-// advance moves the wheel to now, calling expire for each connection whose
-// deadline has passed. expire runs with the lock released.
-func (w *wheel) advance(now int64, expire func(*rconn)) {
+// advance moves the wheel to now, calling due for each connection whose
+// due time has passed (and re-filing it). due runs with the lock released.
+func (w *wheel) advance(now int64, due func(*rconn)) {
 	w.now.Store(now)
-	var due []*rconn
+	var list2 []*rconn
 	w.mu.Lock()
 	for w.curTime+w.tick <= now {
 		w.cur = (w.cur + 1) % len(w.slots)
@@ -77,11 +76,12 @@ func (w *wheel) advance(now int64, expire func(*rconn)) {
 			if rc.gone.Load() {
 				continue
 			}
-			if dl := rc.deadline.Load(); dl <= now {
-				due = append(due, rc)
-			} else {
-				w.fileLocked(rc, dl)
+			dl := rc.dueAt(now)
+			if dl <= now {
+				list2 = append(list2, rc)
+				dl = now + w.tick
 			}
+			w.fileLocked(rc, dl)
 		}
 		if now-w.curTime > int64(len(w.slots))*w.tick {
 			// The ticker stalled for longer than the wheel spans: jump.
@@ -89,8 +89,8 @@ func (w *wheel) advance(now int64, expire func(*rconn)) {
 		}
 	}
 	w.mu.Unlock()
-	for _, rc := range due {
-		expire(rc)
+	for _, rc := range list2 {
+		due(rc)
 	}
 }
 

@@ -1,0 +1,143 @@
+package engine
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// budget is the server-wide bound on inbound bytes held for partly
+// received frames and for pipelined frames not yet served
+// (Config.MaxBuffered). Charging is an atomic add; the lock is taken only
+// for connections holding more than bigHolding, or when the budget is
+// exceeded.
+type budget struct {
+	limit int64
+	used  atomic.Int64
+
+	mu   sync.Mutex            // guards big, each big holder's n, and room
+	big  map[*holding]struct{} // holders of more than bigHolding bytes
+	room chan struct{}         // closed when bytes are given back; std connections wait on it
+}
+
+// bigHolding is the holding above which a connection is tracked as a
+// candidate for eviction.
+const bigHolding = 64 << 10
+
+// holding is one connection's share of the budget. n is changed only by
+// the connection's owner through budget.set (and by evict).
+type holding struct {
+	n       int64
+	evicted atomic.Bool // evict took it away; set gives nothing back
+	evict   func()      // closes the connection (any goroutine)
+}
+
+func newBudget(limit int64) *budget {
+	return &budget{limit: limit, big: map[*holding]struct{}{}, room: make(chan struct{})}
+}
+
+// set makes h hold n bytes and reports whether the budget is now
+// exceeded.
+func (b *budget) set(h *holding, n int64) (over bool) {
+	old := atomic.LoadInt64(&h.n)
+	if n == old {
+		return b.used.Load() > b.limit
+	}
+	if h.evicted.Load() {
+		return false
+	}
+	if old > bigHolding || n > bigHolding {
+		b.mu.Lock()
+		if h.evicted.Load() {
+			b.mu.Unlock()
+			return false
+		}
+		if n > bigHolding {
+			b.big[h] = struct{}{}
+		} else {
+			delete(b.big, h)
+		}
+		atomic.StoreInt64(&h.n, n)
+		used := b.used.Add(n - old)
+		if n < old {
+			b.wakeLocked()
+		}
+		b.mu.Unlock()
+		return used > b.limit
+	}
+	atomic.StoreInt64(&h.n, n)
+	used := b.used.Add(n - old)
+	if n < old && old > 0 {
+		b.mu.Lock()
+		b.wakeLocked()
+		b.mu.Unlock()
+	}
+	return used > b.limit
+}
+
+func (b *budget) wakeLocked() {
+	close(b.room)
+	b.room = make(chan struct{})
+}
+
+// evictLargest closes the connections holding the most until the budget
+// is back under its limit, and returns how many it closed. When no large
+// holder is left, self (the connection that just grew) goes.
+func (b *budget) evictLargest(self *holding) int {
+	closed := 0
+	for b.used.Load() > b.limit {
+		b.mu.Lock()
+		var top *holding
+		for h := range b.big {
+			if top == nil || atomic.LoadInt64(&h.n) > atomic.LoadInt64(&top.n) {
+				top = h
+			}
+		}
+		if top == nil {
+			top = self
+		}
+		if top == nil || top.evicted.Load() {
+			b.mu.Unlock()
+			return closed
+		}
+		delete(b.big, top)
+		top.evicted.Store(true)
+		b.used.Add(-atomic.LoadInt64(&top.n))
+		atomic.StoreInt64(&top.n, 0)
+		b.wakeLocked()
+		b.mu.Unlock()
+		top.evict()
+		closed++
+		if top == self {
+			return closed
+		}
+	}
+	return closed
+}
+
+// waitRoom waits until the budget has room or until deadline (zero: no
+// deadline) or stop closes; it reports whether there is room.
+func (b *budget) waitRoom(deadline time.Time, stop <-chan struct{}) bool {
+	var timeout <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		timeout = t.C
+	}
+	for b.used.Load() > b.limit {
+		b.mu.Lock()
+		room := b.room
+		b.mu.Unlock()
+		if b.used.Load() <= b.limit {
+			return true
+		}
+		select {
+		case <-room:
+		case <-timeout:
+			return false
+		case <-stop:
+			return false
+		}
+	}
+	return true
+}
