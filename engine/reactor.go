@@ -92,11 +92,6 @@ func defaultEventLoops() int {
 
 func newReactorTransport(srv *Server) (*reactorTransport, error) {
 	cfg := srv.cfg
-	switch srv.ln.(type) {
-	case *net.TCPListener, *net.UnixListener:
-	default:
-		return nil, fmt.Errorf("%w: the reactor engine needs a *net.TCPListener or *net.UnixListener, not %T", ErrConfig, srv.ln)
-	}
 	t := &reactorTransport{
 		srv:      srv,
 		to:       cfg.timeouts(),
@@ -175,6 +170,12 @@ func (t *reactorTransport) wake(rc *rconn) {
 // open hands an accepted socket to an event loop.
 func (t *reactorTransport) open(nc net.Conn) bool {
 	srv := t.srv
+	switch nc.(type) {
+	case *net.TCPConn, *net.UnixConn:
+	default:
+		srv.logRated("accept", slog.LevelError, "petrel: the reactor engine serves TCP and Unix sockets only; closing", "type", fmt.Sprintf("%T", nc))
+		return false
+	}
 	rc := &rconn{t: t}
 	rc.init(srv)
 	rc.info.RemoteAddr = nc.RemoteAddr()
@@ -572,18 +573,21 @@ func (rc *rconn) check() (act gnet.Action, stop bool) {
 		if rc.tls != nil {
 			ob += rc.tls.pipe.pending()
 		}
+		// Progress counts what the kernel still holds too: a big send
+		// buffer drains without gnet writing anything.
+		unsent := ob + unsentBytes(rc.fd)
 		switch {
-		case ob == 0:
+		case unsent == 0:
 			if rc.closeAfter {
 				return rc.startLinger(now), true
 			}
 			rc.lc.enter(phaseIdle, now)
 			p = phaseIdle
-		case ob < rc.lastOut:
-			rc.lastOut = ob
+		case unsent < rc.lastOut:
+			rc.lastOut = unsent
 			rc.lc.progress(now)
 		default:
-			rc.lastOut = ob
+			rc.lastOut = unsent
 		}
 	}
 	if rc.dueAt(now) <= now && (p != phaseWriting || rc.t.to.deadline(p, rc.lc.since.Load()) <= now) {
@@ -777,7 +781,7 @@ func (rc *rconn) sent(closes bool) gnet.Action {
 	now := rc.t.wheel.now.Load()
 	rc.closeAfter = closes
 	if ob := rc.gc.OutboundBuffered(); ob > 0 {
-		rc.lastOut = ob
+		rc.lastOut = ob + unsentBytes(rc.fd)
 		rc.lc.enter(phaseWriting, now)
 		return gnet.None
 	}

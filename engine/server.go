@@ -105,10 +105,10 @@ func Listen(cfg Config) (*Server, error) {
 // Serve starts a server on a listener the caller brings (systemd socket
 // activation, an inherited descriptor for a zero-downtime restart, a test
 // listener) and returns once it serves. cfg.Addr is ignored. The server
-// owns ln from then on and closes it when it stops. ln must be a
-// *net.TCPListener or *net.UnixListener for the reactor engine (it hands
-// each accepted socket to its event loops); the std engine takes any
-// net.Listener.
+// owns ln from then on and closes it when it stops. The reactor engine
+// serves the *net.TCPConn and *net.UnixConn connections ln accepts (it
+// hands each socket to its event loops); the std engine serves any
+// net.Conn.
 func Serve(ln net.Listener, cfg Config) (*Server, error) {
 	if ln == nil {
 		return nil, fmt.Errorf("%w: nil listener", ErrConfig)

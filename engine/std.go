@@ -104,6 +104,8 @@ type stdConn struct {
 	t    *stdTransport
 	nc   net.Conn
 
+	lastUnsent int // bytes of the last answer the kernel still held, at the last idle timeout
+
 	buf    []byte // read buffer; frames are decoded in place
 	out    []byte // small answers are assembled here
 	vecArr [4][]byte
@@ -122,7 +124,7 @@ const (
 	stdReadBuf     = 4 << 10  // initial read buffer
 	stdKeepBuf     = 64 << 10 // larger buffers are dropped after use
 	stdSmallAnswer = 4 << 10  // answers up to this size are copied into one write
-	stdWriteChunk  = 256 << 10
+	stdWriteChunk  = 64 << 10 // each chunk is written under a fresh write deadline
 )
 
 func (c *stdConn) enter(p phase) { c.lc.enter(p, time.Now().UnixNano()) }
@@ -203,6 +205,7 @@ func (c *stdConn) serve() {
 			return
 		}
 		c.consume(n, r.abandoned)
+		c.lastUnsent = 0
 		c.enter(phaseIdle)
 	}
 }
@@ -310,6 +313,16 @@ func (c *stdConn) fill(need int) error {
 				if srv.closed.Load() {
 					return errors.New("petrel: draining")
 				}
+				if c.lc.phase() == phaseIdle {
+					// The idle timer runs from the end of the last answer:
+					// while the kernel still delivers it to a slow reader,
+					// the connection is not idle.
+					if u := connUnsent(c.nc); u > 0 && (c.lastUnsent == 0 || u < c.lastUnsent) {
+						c.lastUnsent = u
+						c.enter(phaseIdle)
+						continue
+					}
+				}
 				srv.stats.timedOut.Add(1)
 				srv.logRated("timeout", slog.LevelInfo, "petrel: connection timed out", "conn", c.info.ID, "phase", c.lc.phase().String())
 				return err
@@ -337,12 +350,24 @@ func (c *stdConn) write(v [][]byte) bool {
 		c.setWriteDeadline()
 		_, err = c.nc.Write(c.out)
 	} else {
+		lastUnsent := -1
 		for _, b := range v {
 			for len(b) > 0 && err == nil {
 				k := min(len(b), stdWriteChunk)
 				c.setWriteDeadline()
-				_, err = c.nc.Write(b[:k])
-				b = b[k:]
+				var n int
+				n, err = c.nc.Write(b[:k])
+				b = b[n:]
+				if err != nil && isTimeout(err) {
+					// No room for a whole chunk within the write timeout.
+					// The kernel wakes a blocked writer only once much of
+					// its send buffer is free: if the peer read anything
+					// meanwhile, that is progress.
+					if u := connUnsent(c.nc); n > 0 || (u > 0 && (lastUnsent < 0 || u < lastUnsent)) {
+						lastUnsent = u
+						err = nil
+					}
+				}
 			}
 		}
 	}

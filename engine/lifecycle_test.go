@@ -1,0 +1,431 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/petrel-rpc/petrel/codec"
+	"github.com/petrel-rpc/petrel/engine"
+	"github.com/petrel-rpc/petrel/internal/testnet"
+)
+
+// The lifecycle regression tests of issue #13: each numbered defect, on
+// every engine variant (and TLS where it applies).
+
+// forEachTCP runs fn for every engine variant over TCP, in parallel.
+func forEachTCP(t *testing.T, fn func(t *testing.T, e env)) {
+	t.Helper()
+	for _, v := range variants {
+		e := env{v, "tcp"}
+		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, e)
+		})
+	}
+}
+
+// waitHandler returns a handler that signals started and then waits for
+// its context (or release), answering 200 "released".
+func waitHandler(started chan<- struct{}, release <-chan struct{}) engine.Handler {
+	return func(ctx context.Context, _ *engine.Request) (uint16, []byte, error) {
+		started <- struct{}{}
+		select {
+		case <-ctx.Done():
+			return 0, nil, ctx.Err()
+		case <-release:
+			return 200, []byte("released"), nil
+		}
+	}
+}
+
+// Defect 2: a request sent before the client shuts down its write side is
+// answered, on every engine, for a quick handler and for one that takes a
+// while (on the pool, the peer's FIN arrives while a worker runs it).
+func TestHalfCloseAnswered(t *testing.T) {
+	forEach(t, func(t *testing.T, e env) {
+		release := make(chan struct{})
+		var once sync.Once
+		handlers := testHandlers()
+		handlers["held"] = func(_ context.Context, req *engine.Request) (uint16, []byte, error) {
+			<-release // ignores its context: the answer must still go out
+			return 200, req.Payload, nil
+		}
+		srv := e.listen(t, engine.Config{Handlers: handlers})
+		t.Cleanup(func() { once.Do(func() { close(release) }) })
+		for i := range 10 {
+			c := dial(t, srv)
+			req := "echo"
+			if e.blocking() && i%2 == 1 {
+				req = "held"
+			}
+			seq := c.send(req, []byte("half-closed"))
+			if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+				if err := cw.CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if req == "held" {
+				// Let the server see the FIN while the handler runs.
+				testnet.WaitFor(t, ioTimeout, "the FIN to be read", func() bool { return true })
+				release <- struct{}{}
+			}
+			f := c.recv()
+			if f.Status != codec.StatusOK || f.Seq != seq || string(f.Payload) != "half-closed" {
+				t.Fatalf("%s %d: status %d seq %d payload %q", req, i, f.Status, f.Seq, f.Payload)
+			}
+			c.expectClosed()
+		}
+		testnet.WaitFor(t, ioTimeout, "connections to close", func() bool { return srv.Stats().OpenConns == 0 })
+	})
+}
+
+// Defect 3: a graceful shutdown closes a connection holding a partial
+// frame at once (header received or not), on every engine and over TLS,
+// instead of waiting for the read timeout.
+func TestShutdownClosesPartialFrames(t *testing.T) {
+	forEachTCP(t, func(t *testing.T, e env) {
+		srv := e.listen(t, engine.Config{ReadTimeout: time.Minute, IdleTimeout: time.Minute})
+		var hdr [codec.HeaderLen]byte
+		codec.PutHeader(hdr[:], 0, 1, 4, 1000)
+		partial := [][]byte{hdr[:5], append(hdr[:], "echo"...), append(append(hdr[:], "echo"...), make([]byte, 500)...)}
+		var cs []*client
+		for _, b := range partial {
+			c := dial(t, srv)
+			c.call("echo", []byte("warm"))
+			if err := c.writeRaw(b); err != nil {
+				t.Fatal(err)
+			}
+			cs = append(cs, c)
+		}
+		idle := dial(t, srv)
+		idle.call("echo", []byte("idle"))
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown = %v, want nil well before the read timeout", err)
+		}
+		for _, c := range append(cs, idle) {
+			if err := c.closedErr(); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+}
+
+func TestShutdownClosesPartialFramesTLS(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			pki, _ := secCerts(t)
+			s := secServer(t, v, false, func(c *engine.Config) { c.ReadTimeout = time.Minute })
+			tc, err := tls.Dial("tcp", s.AddrString(), secClientTLS(pki, nil, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+			var hdr [codec.HeaderLen]byte
+			codec.PutHeader(hdr[:], 0, 1, 4, 1000)
+			tc.Write(append(hdr[:], "echo"...))
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := s.Shutdown(ctx); err != nil {
+				t.Fatalf("Shutdown = %v", err)
+			}
+		})
+	}
+}
+
+// Defect 4: Close cuts short a Shutdown in progress, even one with no
+// deadline waiting on a handler that waits on its context.
+func TestCloseDuringShutdown(t *testing.T) {
+	forEachTCP(t, func(t *testing.T, e env) {
+		if !e.blocking() {
+			t.Skip("inline handlers must not block")
+		}
+		started := make(chan struct{}, 1)
+		srv := e.listen(t, engine.Config{Handlers: map[string]engine.Handler{"wait": waitHandler(started, nil)}})
+		c := dial(t, srv)
+		c.send("wait", nil)
+		testnet.RecvOrFail(t, started, ioTimeout, "handler start")
+		shut := make(chan error, 1)
+		go func() { shut <- srv.Shutdown(context.Background()) }()
+		testnet.WaitFor(t, ioTimeout, "the shutdown to begin", func() bool {
+			_, err := net.DialTimeout("tcp", srv.AddrString(), ioTimeout)
+			return err != nil
+		})
+		if err := srv.Close(); err != nil {
+			t.Fatalf("Close during Shutdown = %v", err)
+		}
+		if err := testnet.RecvOrFail(t, shut, ioTimeout, "Shutdown to return"); !errors.Is(err, engine.ErrDrainCut) {
+			t.Fatalf("Shutdown = %v, want ErrDrainCut", err)
+		}
+		if err := srv.Wait(); !errors.Is(err, engine.ErrServerClosed) || !errors.Is(err, engine.ErrDrainCut) {
+			t.Fatalf("Wait = %v", err)
+		}
+	})
+}
+
+// Defect 6: Close returns within its bound even when a handler ignores its
+// cancelled context.
+func TestCloseBounded(t *testing.T) {
+	forEachTCP(t, func(t *testing.T, e env) {
+		if !e.blocking() {
+			t.Skip("inline handlers must not block")
+		}
+		started := make(chan struct{}, 1)
+		release := make(chan struct{})
+		srv := e.listen(t, engine.Config{Handlers: map[string]engine.Handler{
+			"stubborn": func(context.Context, *engine.Request) (uint16, []byte, error) {
+				started <- struct{}{}
+				<-release
+				return 200, nil, nil
+			},
+		}})
+		defer close(release) // lets the abandoned handler end before goleak looks
+		c := dial(t, srv)
+		c.send("stubborn", nil)
+		testnet.RecvOrFail(t, started, ioTimeout, "handler start")
+		closed := make(chan error, 1)
+		go func() { closed <- srv.Close() }()
+		testnet.RecvOrFail(t, closed, 3*time.Second, "Close to return within its bound")
+		if err := c.closedErr(); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// Defect 7 (std): a client that never reads its answer is closed by the
+// write timeout, and Shutdown is not held for its whole bound; (reactor) a
+// torn answer is a reset, not a clean EOF.
+func TestWriteTimeoutNeverReads(t *testing.T) {
+	forEachTCP(t, func(t *testing.T, e env) {
+		srv := e.listen(t, engine.Config{WriteTimeout: 300 * time.Millisecond, MaxPayload: 32 << 20})
+		c := dial(t, srv)
+		big := bytes.Repeat([]byte("w"), 16<<20)
+		c.send("echo", big)
+		// Never read: the server must give up on the answer.
+		testnet.WaitFor(t, ioTimeout, "the write timeout to close the connection", func() bool {
+			return srv.Stats().OpenConns == 0
+		})
+		if st := srv.Stats(); st.TimedOut == 0 {
+			t.Errorf("TimedOut = 0 (%+v)", st)
+		}
+		// What did arrive is a torn frame followed by a reset or EOF.
+		c.nc.SetReadDeadline(time.Now().Add(ioTimeout))
+		n, err := io.Copy(io.Discard, c.nc)
+		if n >= int64(len(big)) {
+			t.Errorf("got %d bytes, want a torn answer", n)
+		}
+		if e.kind == engine.Reactor && err == nil {
+			t.Errorf("torn answer ended with a clean EOF after %d bytes, want a reset", n)
+		}
+	})
+}
+
+// Defect 7: a slow reader that keeps reading gets every byte of a large
+// answer, with a write timeout far shorter than the whole transfer, and
+// the idle timer starts only once the answer is fully sent.
+func TestWriteTimeoutSlowReader(t *testing.T) {
+	forEachTCP(t, func(t *testing.T, e env) {
+		srv := e.listen(t, engine.Config{
+			WriteTimeout: 400 * time.Millisecond,
+			IdleTimeout:  400 * time.Millisecond,
+			MaxPayload:   16 << 20,
+		})
+		c := dial(t, srv)
+		if tc, ok := c.nc.(*net.TCPConn); ok {
+			tc.SetReadBuffer(64 << 10)
+		}
+		big := bytes.Repeat([]byte("s"), 4<<20)
+		seq := c.send("echo", big)
+		// Read 256 KiB every 50 ms: about 1.2 s for the whole answer,
+		// three times the write timeout and the idle timeout.
+		var got bytes.Buffer
+		want := codec.HeaderLen + len("echo") + len(big)
+		buf := make([]byte, 256<<10)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for got.Len() < want {
+			<-tick.C
+			c.nc.SetReadDeadline(time.Now().Add(ioTimeout))
+			n, err := io.ReadAtLeast(c.nc, buf[:min(len(buf), want-got.Len())], 1)
+			got.Write(buf[:n])
+			if err != nil {
+				t.Fatalf("after %d of %d bytes: %v", got.Len(), want, err)
+			}
+		}
+		f, n, _, err := codec.Parse(got.Bytes(), codec.Options{MaxPayload: 16 << 20})
+		if err != nil || n != want || f.Seq != seq || !bytes.Equal(f.Payload, big) {
+			t.Fatalf("answer: %d bytes, err %v", n, err)
+		}
+		// The connection is still usable: the idle timer began at the end.
+		c.expect("echo", []byte("after"), codec.StatusOK, []byte("after"))
+	})
+}
+
+// Defect 7 (TLS): a graceful shutdown delivers a large answer in full
+// before it closes the connection.
+func TestShutdownDeliversTLSAnswer(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			pki, _ := secCerts(t)
+			s := secServer(t, v, false, func(c *engine.Config) { c.MaxPayload = 32 << 20 })
+			tc, err := tls.Dial("tcp", s.AddrString(), secClientTLS(pki, nil, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+			big := bytes.Repeat([]byte("t"), 16<<20)
+			wire, _ := codec.AppendFrame(nil, codec.Frame{Seq: 1, Request: []byte("echo"), Payload: big}, nil)
+			go tc.Write(wire)
+			// Wait for the answer to begin, then shut down.
+			tc.SetReadDeadline(time.Now().Add(ioTimeout))
+			var first [codec.HeaderLen]byte
+			if _, err := io.ReadFull(tc, first[:]); err != nil {
+				t.Fatal(err)
+			}
+			shut := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				shut <- s.Shutdown(ctx)
+			}()
+			rest, err := io.ReadAll(tc)
+			if err != nil && !testnet.IsClosed(err) {
+				t.Fatalf("read: %v", err)
+			}
+			got := append(first[:], rest...)
+			f, n, _, perr := codec.Parse(got, codec.Options{MaxPayload: 32 << 20})
+			if perr != nil || n == 0 || !bytes.Equal(f.Payload, big) {
+				t.Fatalf("got %d bytes of %d", len(got), len(wire))
+			}
+			if err := testnet.RecvOrFail(t, shut, 30*time.Second, "Shutdown"); err != nil {
+				t.Fatalf("Shutdown = %v", err)
+			}
+		})
+	}
+}
+
+// Defect 8: MaxConns holds exactly, whatever the loops: a burst of
+// connections never finds more than MaxConns open at once.
+func TestMaxConnsExact(t *testing.T) {
+	forEachTCP(t, func(t *testing.T, e env) {
+		const limit = 8
+		srv := e.listen(t, engine.Config{MaxConns: limit, EventLoops: 4})
+		var wg sync.WaitGroup
+		var served atomic.Int64
+		conns := make(chan *client, 40)
+		for range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := dialErr(t, srv)
+				if err != nil {
+					return
+				}
+				if _, err := c.callErr("echo", []byte("x")); err == nil {
+					served.Add(1)
+				}
+				conns <- c
+			}()
+		}
+		wg.Wait()
+		close(conns)
+		if n := served.Load(); n > limit || n == 0 {
+			t.Fatalf("%d connections served at once, want 1..%d", n, limit)
+		}
+		if open := srv.Stats().OpenConns; open > limit {
+			t.Fatalf("OpenConns = %d, want at most %d", open, limit)
+		}
+		for c := range conns {
+			c.close()
+		}
+		testnet.WaitFor(t, ioTimeout, "connections to close", func() bool { return srv.Stats().OpenConns == 0 })
+		dial(t, srv).expect("echo", []byte("again"), codec.StatusOK, []byte("again"))
+	})
+}
+
+// Serve takes a listener the caller made and serves on it, on every
+// engine.
+func TestServe(t *testing.T) {
+	forEachTCP(t, func(t *testing.T, e env) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := engine.Serve(ln, engine.Config{Engine: e.kind, Inline: e.inline, IgnoreSignals: true,
+			Logger: testnet.QuietLogger(), Handlers: testHandlers()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Close() })
+		if srv.AddrString() != ln.Addr().String() {
+			t.Errorf("AddrString = %s, want %s", srv.AddrString(), ln.Addr())
+		}
+		dial(t, srv).expect("echo", []byte("served"), codec.StatusOK, []byte("served"))
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+			t.Error("listener still accepting after Shutdown")
+		}
+	})
+}
+
+// Defect 9 and the accept loop: the reactor's own loops stopping make the
+// server fail with 599 (Done closes, Err says why) instead of living on
+// as a zombie; a listener failure does the same on both engines.
+func TestListenerFailure(t *testing.T) {
+	forEachTCP(t, func(t *testing.T, e env) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fl := &failingListener{Listener: ln, fail: make(chan struct{})}
+		srv, err := engine.Serve(fl, engine.Config{Engine: e.kind, Inline: e.inline, IgnoreSignals: true,
+			Logger: testnet.QuietLogger(), Handlers: testHandlers()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Close() })
+		dial(t, srv).expect("echo", []byte("before"), codec.StatusOK, []byte("before"))
+		close(fl.fail)
+		net.DialTimeout("tcp", ln.Addr().String(), time.Second) // wake Accept
+		select {
+		case <-srv.Done():
+		case <-time.After(ioTimeout):
+			t.Fatal("Done not closed after the listener failed")
+		}
+		if err := srv.Err(); err == nil || !errors.Is(err, errListenerBroke) {
+			t.Fatalf("Err = %v, want the listener's error", err)
+		}
+	})
+}
+
+var errListenerBroke = errors.New("listener broke")
+
+// failingListener fails every Accept, permanently, once fail is closed.
+type failingListener struct {
+	net.Listener
+	fail chan struct{}
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	select {
+	case <-l.fail:
+		if nc != nil {
+			nc.Close()
+		}
+		return nil, errListenerBroke
+	default:
+	}
+	return nc, err
+}
