@@ -31,6 +31,8 @@ type Response struct {
 	Status codec.Status
 	// Request is the request text the answer echoes.
 	Request string
+	// Seq is the answer's sequence number, which echoes its request's.
+	Seq uint32
 	// Payload is the answer's payload: freshly allocated by [Client.Call],
 	// and the caller's buffer by [Client.CallInto].
 	Payload []byte
@@ -310,7 +312,7 @@ func (c *Client) roundTrip(req string, payload, dst []byte, fresh bool) (resp Re
 		return Response{}, "reading answer", err
 	}
 	h, _ := codec.ParseHeader(c.rbuf[c.rpos:c.rend])
-	resp.Status = h.Status
+	resp.Status, resp.Seq = h.Status, h.Seq
 	if h.PayloadLen > c.cfg.MaxPayload {
 		le := &codec.LimitError{Declared: uint64(h.PayloadLen), Limit: uint64(c.cfg.MaxPayload)}
 		return resp, "", c.fail(fmt.Errorf("petrel: call %q: answer: %w", req, le))
@@ -469,6 +471,10 @@ func (c *Client) Close() error {
 	}
 	return nil
 }
+
+// Version returns the protocol version the client and the server agreed
+// on when dialing. It may be called from any goroutine.
+func (c *Client) Version() uint8 { return codec.ProtocolVersion }
 
 // RemoteAddr returns the server's address. It may be called from any
 // goroutine.
