@@ -140,6 +140,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		tlsName    = fs.String("tls-name", "", "server `name` to verify (default: the address's host)")
 		timeout    = fs.Duration("timeout", 10*time.Second, "bound on dialing and each call (0: none)")
 		maxPayload = fs.Uint("max-payload", 0, "payload limit in `bytes` (0: 4 MiB)")
+		protocol   = fs.String("protocol", "auto", "protocol `version`: auto, 0 or 1 (auto: 1, falling back to 0 for a classic server unless a key is set)")
 		verbose    = fs.Bool("v", false, "print the answer's status, seq, request, protocol version and round-trip time to stderr")
 	)
 	fs.Usage = func() {
@@ -178,6 +179,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return err
 		}
 		o.cfg.HMACKey = key
+		switch *protocol {
+		case "auto":
+		case "0":
+			o.cfg.Protocol = client.Protocol0
+		case "1":
+			o.cfg.Protocol = client.Protocol1
+		default:
+			return &usageError{fmt.Sprintf("-protocol %q: want auto, 0 or 1", *protocol)}
+		}
 		if *useTLS || *tlsCA != "" || *tlsCert != "" || *tlsKey != "" || *tlsName != "" {
 			tc, err := tlsConfig(*tlsCA, *tlsCert, *tlsKey, *tlsName)
 			if err != nil {
@@ -266,6 +276,9 @@ func fail(stderr io.Writer, err error) int {
 	msg := oneLine(err.Error())
 	if !strings.HasPrefix(msg, "petrel: ") {
 		msg = "petrel: " + msg
+	}
+	if errors.Is(err, client.ErrDowngrade) {
+		msg += "; -protocol 0 speaks version 0 with this server"
 	}
 	fmt.Fprintln(stderr, msg)
 	return exitFailed
