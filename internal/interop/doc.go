@@ -21,6 +21,11 @@
 //
 //	cd internal/interop && GOWORK=off go test -race -count=1 ./...
 //
+// GOWORK=off because a go.work at the repository's root, if there is one,
+// does not list this module. Set PETREL_TEST_LOG=1 to see both servers'
+// logs. This module's go.mod lists the root module's requirements as
+// indirect ones: after changing those, run GOWORK=off go mod tidy here too.
+//
 // # Why a module of its own
 //
 // The original is not served by the module proxy: this module reaches it

@@ -217,7 +217,32 @@ func startOriginal(t testing.TB, cfg oserver.Config, handlers map[string]oserver
 			t.Fatalf("original server.Register(%q): %v", name, err)
 		}
 	}
-	return originalListener(s).Addr().String()
+	addr := originalListener(s).Addr().String()
+	orderRegistrations(t, addr)
+	return addr
+}
+
+// orderRegistrations makes one exchange with the original server at addr
+// from this process. The original's Register writes its handler map with
+// no lock, and its New starts accepting before it registers PROTOCHECK, so
+// a connection's goroutine reads a map that the test goroutine wrote. When
+// the client is another process (the petrel command) nothing in this
+// process orders the two, and the race detector reports it. One exchange
+// from here does: the race detector counts every write(2) as a release and
+// every read(2) as an acquire, and the server's reads of any later
+// connection come after this one's write.
+func orderRegistrations(t testing.TB, addr string) {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, ioTimeout)
+	if err != nil {
+		t.Fatalf("dial the original server at %s: %v", addr, err)
+	}
+	defer nc.Close()
+	r := &rawConn{t: t, nc: nc}
+	r.send(0, 1, "PROTOCHECK", []byte{0})
+	if _, err := r.recvErr(); err != nil {
+		t.Fatalf("the original server at %s: %v", addr, err)
+	}
 }
 
 // originalListener returns the original server's listener. The original

@@ -2,6 +2,7 @@ package interop_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -119,7 +120,9 @@ func TestCLIToOriginalServer(t *testing.T) {
 	// exit status, stdout and stderr.
 	run := func(t *testing.T, stdin []byte, args ...string) (int, []byte, string) {
 		t.Helper()
-		cmd := exec.Command(bin, append([]string{"-addr", addr, "-timeout", ioTimeout.String()}, args...)...)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*ioTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, append([]string{"-addr", addr, "-timeout", ioTimeout.String()}, args...)...)
 		cmd.Env = cleanEnv()
 		cmd.Stdin = bytes.NewReader(stdin)
 		var stdout, stderr bytes.Buffer
