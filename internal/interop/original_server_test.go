@@ -57,6 +57,11 @@ func TestClientToOriginalServer(t *testing.T) {
 
 	t.Run("echo", func(t *testing.T) {
 		c := dial(t)
+		// The original answers a version-1 PROTOCHECK with 497 and 0x00;
+		// the client then speaks version 0.
+		if v := c.Version(); v != 0 {
+			t.Fatalf("protocol version %d with the original server, want 0", v)
+		}
 		for _, n := range []int{0, 1, 127, 128, 129, 255, 256, originalLimit} {
 			echo(t, c, pattern(n))
 		}
