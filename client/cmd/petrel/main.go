@@ -35,8 +35,8 @@
 // one request at a time, send REQ with PAYLOAD ("-" reads stdin; -size N
 // sends N random bytes instead) N times in total (default 1000) or, with
 // -d, for DURATION. It prints the rate in requests per second, the p50,
-// p90 and p99 latencies (from a log-linear histogram, within 1%) and the
-// exact maximum, the count of answers by status, and the count of errors by
+// p90 and p99 latencies of the answers (from a log-linear histogram, within
+// 1%) and their exact maximum, the count of answers by status, and the count of errors by
 // kind with one example each. For REQ echo, every answer's payload is
 // checked against the payload sent; a difference counts as an "echo
 // mismatch" error. A connection that breaks is dialed again (a failed dial
@@ -54,12 +54,10 @@
 //	-hmac KEY         HMAC key shared with the server; visible to the other
 //	                  users of this machine (ps, shell history): prefer
 //	                  -hmac-file or $PETREL_HMAC_KEY
-//	                  (the key is -hmac-file, else -hmac, else
-//	                  $PETREL_HMAC_KEY; -hmac-file and -hmac together are a
-//	                  usage error)
 //	-protocol P       protocol version: auto, 0 or 1 (default auto: version
-//	                  1, falling back to 0 for a classic server unless a key
-//	                  is set, since a keyed client refuses the downgrade)
+//	                  1, falling back to 0 for a classic server, except with
+//	                  a key: a keyed client refuses that downgrade, and
+//	                  -protocol 0 is needed for a keyed classic server)
 //	-tls              use TLS (implied by the other -tls flags)
 //	-tls-ca F         trust the certificate authority in PEM file F
 //	-tls-cert F       client certificate (PEM), with -tls-key F
@@ -69,6 +67,9 @@
 //	-v                for call, list, health and stats: print the answer's
 //	                  status, seq and request, the protocol version and the
 //	                  round-trip time to stderr
+//
+// The HMAC key is -hmac-file's, else -hmac's, else $PETREL_HMAC_KEY's;
+// -hmac-file and -hmac together are a usage error.
 //
 // Exit status: 0 for a 2xx answer (bench: every answer 2xx and no error); 1
 // for any other answer, with "status N: reason" on stderr (bench: some
