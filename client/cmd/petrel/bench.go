@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/bits"
 	"os"
@@ -409,15 +410,8 @@ func (b *benchRun) report(stdout io.Writer, elapsed time.Duration, version uint8
 			sig3(hist.quantile(0.50)), sig3(hist.quantile(0.90)), sig3(hist.quantile(0.99)), sig3(hist.max))
 	}
 	code := exitOK
-	codes := slices.Sorted(func(yield func(codec.Status) bool) {
-		for s := range statuses {
-			if !yield(s) {
-				return
-			}
-		}
-	})
 	var parts []string
-	for _, s := range codes {
+	for _, s := range slices.Sorted(maps.Keys(statuses)) {
 		parts = append(parts, fmt.Sprintf("%d: %d", s, statuses[s]))
 		if !s.IsSuccess() {
 			code = exitStatus
@@ -430,14 +424,7 @@ func (b *benchRun) report(stdout io.Writer, elapsed time.Duration, version uint8
 	if len(errs) == 0 {
 		fmt.Fprintf(&out, "errors:    none\n")
 	}
-	kinds := slices.Sorted(func(yield func(string) bool) {
-		for k := range errs {
-			if !yield(k) {
-				return
-			}
-		}
-	})
-	for i, k := range kinds {
+	for i, k := range slices.Sorted(maps.Keys(errs)) {
 		label := "errors:   "
 		if i > 0 {
 			label = "          "
