@@ -11,6 +11,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(signalChildEnv) != "" {
 		os.Exit(signalChild())
 	}
+	if mode := os.Getenv(childModeEnv); mode != "" {
+		os.Exit(runChildMode(mode))
+	}
 	// IgnoreCurrent ignores only the goroutines that exist before any test
 	// runs: gnet's package-level worker pool (pkg/pool/goroutine's
 	// DefaultWorkerPool, an ants pool created at init whose purge and

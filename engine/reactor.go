@@ -44,6 +44,7 @@ type reactorTransport struct {
 	srv      *Server
 	to       timeouts
 	cli      *gnet.Client
+	enrollWG sync.WaitGroup // goroutines enrolling an accepted socket
 	pool     *ants.Pool // nil in inline mode
 	workers  int
 	wheel    *wheel
@@ -193,21 +194,37 @@ func (t *reactorTransport) open(nc net.Conn) bool {
 		srv.stats.evicted.Add(1)
 		t.call(func() { rc.gc.Close() })
 	}
-	var err error
-	if !t.call(func() { _, err = t.cli.EnrollContext(nc, rc) }) {
-		return false
-	}
-	if err != nil {
-		if retryable(err) {
-			srv.logRated("accept", slog.LevelWarn, "petrel: cannot take connection; closing it", "err", err)
-			return false
+	// Enrolling waits for the loop to open the socket: do it off the
+	// acceptor, so that a loop blocked by an inline handler stalls only
+	// its own new connections.
+	t.enrollWG.Add(1)
+	go func() {
+		defer t.enrollWG.Done()
+		var err error
+		if !t.call(func() { _, err = t.cli.EnrollContext(nc, rc) }) {
+			err = net.ErrClosed
 		}
-		if !srv.closed.Load() {
-			srv.fail(fmt.Errorf("event loops stopped: %w", err))
+		if err != nil {
+			nc.Close()
+			srv.acc.release()
+			t.enrollFailed(err)
 		}
-		return false
-	}
+	}()
 	return true
+}
+
+// enrollFailed deals with a socket the loops could not take: out of
+// descriptors is logged (the acceptor backs off on its own); anything else
+// means the loops have stopped, and the server fails (599).
+func (t *reactorTransport) enrollFailed(err error) {
+	srv := t.srv
+	if retryable(err) {
+		srv.logRated("accept", slog.LevelWarn, "petrel: cannot take connection; closing it", "err", err)
+		return
+	}
+	if !srv.closed.Load() {
+		srv.fail(fmt.Errorf("event loops stopped: %w", err))
+	}
 }
 
 // OnOpen sets up an enrolled connection. Loop goroutine.
@@ -394,7 +411,16 @@ func (t *reactorTransport) close(bound time.Duration) error {
 		// Cancel handlers first, so that those honouring their context
 		// finish while the loops close.
 		t.wheel.all(func(rc *rconn) { rc.ctx.cancel() })
-		t.gate.Lock()
+		// Take the gate, unless a call holding it is stuck behind a loop
+		// that an inline handler blocks: then the loops cannot be
+		// stopped anyway, and Close returns at its bound.
+		for !t.gate.TryLock() {
+			if time.Now().After(deadline) {
+				t.srv.log.Warn("petrel: event loops blocked; abandoned")
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
 		t.stopped = true
 		t.gate.Unlock()
 		stopped := make(chan error, 1)
@@ -412,7 +438,7 @@ func (t *reactorTransport) close(bound time.Duration) error {
 			t.srv.log.Warn("petrel: event loops did not stop within the bound; abandoned")
 			return
 		}
-		waitUntil(deadline, &t.hsWG, &t.spillWG, &t.orphanWG)
+		waitUntil(deadline, &t.hsWG, &t.spillWG, &t.orphanWG, &t.enrollWG)
 		if t.pool != nil {
 			if err := t.pool.ReleaseTimeout(max(time.Until(deadline), 10*time.Millisecond)); err != nil {
 				t.srv.log.Warn("petrel: handlers still running after Close; abandoned", "count", t.pool.Running())
@@ -526,16 +552,13 @@ type rconn struct {
 	tls        *rtls                      // nil without TLS
 }
 
-// dueAt is when the wheel should next look at rc: its lifecycle deadline,
-// or the next tick while an answer is being sent (to watch its progress).
+// dueAt is when rc's lifecycle deadline passes (see also wheel.advance,
+// which wakes a connection sending an answer at every tick).
 func (rc *rconn) dueAt(now int64) int64 {
 	p := rc.lc.phase()
 	dl := rc.t.to.deadline(p, rc.lc.since.Load())
 	if p == phaseHandshake && rc.tls != nil && !rc.tls.started.Load() {
 		dl = min(dl, rc.lc.since.Load()+int64(handshakeSilence))
-	}
-	if p == phaseWriting {
-		dl = min(dl, now+int64(rc.t.tickD))
 	}
 	return dl
 }
@@ -590,7 +613,7 @@ func (rc *rconn) check() (act gnet.Action, stop bool) {
 			rc.lastOut = unsent
 		}
 	}
-	if rc.dueAt(now) <= now && (p != phaseWriting || rc.t.to.deadline(p, rc.lc.since.Load()) <= now) {
+	if rc.dueAt(now) <= now {
 		rc.srv.stats.timedOut.Add(1)
 		rc.srv.logRated("timeout", slog.LevelInfo, "petrel: connection timed out", "conn", rc.info.ID,
 			"remote", rc.info.RemoteAddr, "phase", p.String())

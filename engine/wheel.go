@@ -77,7 +77,9 @@ func (w *wheel) advance(now int64, due func(*rconn)) {
 				continue
 			}
 			dl := rc.dueAt(now)
-			if dl <= now {
+			if dl <= now || rc.lc.phase() == phaseWriting {
+				// Due, or sending an answer: its loop looks at it (a
+				// sending connection every tick, to see it finish).
 				list2 = append(list2, rc)
 				dl = now + w.tick
 			}
