@@ -88,7 +88,8 @@ type Config struct {
 	MaxAbandoned int
 	// MaxBuffered bounds the bytes held, across all connections, for
 	// partly received frames and pipelined frames not yet served; 0 means
-	// 64 MiB. When it is reached the connections holding the most are
+	// 64 MiB, or twice the largest payload limit (MaxPayload and those in
+	// HandlerOptions) plus 1 MiB when that is more. When it is reached the connections holding the most are
 	// closed (reactor) or made to wait (std), counted in Stats.Evicted.
 	MaxBuffered int64
 	// ShutdownTimeout bounds the graceful shutdown that the first SIGINT
@@ -170,7 +171,8 @@ func (c Config) withDefaults() (Config, error) {
 		c.ShutdownTimeout = 30 * time.Second
 	}
 	if c.MaxBuffered == 0 {
-		c.MaxBuffered = 64 << 20
+		// Room for two of the largest frames any handler allows.
+		c.MaxBuffered = max(64<<20, 2*int64(c.largestPayload())+1<<20)
 	}
 	if c.MaxHandshakesPerAddr == 0 {
 		c.MaxHandshakesPerAddr = 8
@@ -201,4 +203,14 @@ func (c Config) withDefaults() (Config, error) {
 
 func defaultLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// largestPayload is the largest payload limit of the server and of the
+// handlers configured through HandlerOptions.
+func (c Config) largestPayload() uint32 {
+	n := c.MaxPayload
+	for _, o := range c.HandlerOptions {
+		n = max(n, o.MaxPayload)
+	}
+	return n
 }

@@ -45,7 +45,7 @@ type reactorTransport struct {
 	to       timeouts
 	cli      *gnet.Client
 	enrollWG sync.WaitGroup // goroutines enrolling an accepted socket
-	pool     *ants.Pool // nil in inline mode
+	pool     *ants.Pool     // nil in inline mode
 	workers  int
 	wheel    *wheel
 	tickD    time.Duration
@@ -100,7 +100,7 @@ func newReactorTransport(srv *Server) (*reactorTransport, error) {
 		orphans:  map[*rconn]struct{}{},
 	}
 	t.afterWriteFn = t.afterAsyncWrite
-	largest := codec.Header{RequestLen: codec.MaxRequestLen, PayloadLen: cfg.MaxPayload}.FrameLen(true)
+	largest := codec.Header{RequestLen: codec.MaxRequestLen, PayloadLen: cfg.largestPayload()}.FrameLen(true)
 	t.backlogLimit = largest + 64<<10
 	t.tickD = tickFor(cfg.ReadTimeout, cfg.IdleTimeout, cfg.WriteTimeout, lingerTime)
 	t.wheel = newWheel(t.tickD, 512)
