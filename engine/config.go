@@ -31,7 +31,9 @@ type Config struct {
 	// Addr is where to listen: "host:port" or "tcp://host:port" (port 0
 	// picks a free port), or "unix:///path/to.sock".
 	Addr string
-	// Engine selects the transport; "" means Reactor.
+	// Engine selects the transport; "" means Reactor where it is available
+	// (Linux, macOS, the BSDs) and Std elsewhere. Asking for Reactor where
+	// it is not available is a configuration error.
 	Engine Kind
 	// Inline runs handlers on the event loop instead of the worker pool
 	// (reactor engine only). Only for handlers that never block.
@@ -144,7 +146,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	switch c.Engine {
 	case "":
-		c.Engine = Reactor
+		c.Engine = Std
+		if reactorAvailable {
+			c.Engine = Reactor
+		}
 	case Reactor, Std:
 	default:
 		return c, fmt.Errorf("%w: unknown engine %q", ErrConfig, c.Engine)

@@ -19,8 +19,16 @@ type connContext struct {
 	// watching the socket for the peer going away, which it cannot see
 	// while its goroutine runs the handler. Set once before use.
 	watch    func()
-	armed    bool // a handler may run; watch not yet called for it
-	watching bool // watch was called since the last arm
+	armed    bool        // a handler may run; watch not yet called for it
+	watching bool        // watch was called since the last arm
+	child    *reqContext // the timed request running, cancelled with c
+}
+
+// attach makes rc the timed request cancelled with c (nil: none).
+func (c *connContext) attach(rc *reqContext) {
+	c.mu.Lock()
+	c.child = rc
+	c.mu.Unlock()
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
@@ -77,6 +85,9 @@ func (c *connContext) cancel() {
 	c.err = context.Canceled
 	if c.done != nil {
 		close(c.done)
+	}
+	if c.child != nil {
+		c.child.cancel(context.Canceled)
 	}
 }
 

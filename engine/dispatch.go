@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -98,6 +97,8 @@ type exchange struct {
 	// exchange may block (a worker, std's goroutine), false on an event
 	// loop.
 	canWait bool
+	timed   timedState // timeout.go
+	std     *stdConn   // the std connection owning this exchange, if any
 
 	// Reactor only: the request in flight and its result.
 	rc    *rconn
@@ -132,6 +133,9 @@ func (s *Server) putExchange(x *exchange) {
 type result struct {
 	status  codec.Status
 	payload []byte
+	// answered is set when a handler's timeout already answered for it:
+	// the caller must do nothing more with the request.
+	answered bool
 	// closes is set when the library's own refusal ends the connection
 	// after this answer (402, 497, 498, 501, 502). A handler's status
 	// never closes a connection.
@@ -163,8 +167,8 @@ func (s *session) dispatch(x *exchange, f codec.Frame) result {
 	if !ok {
 		return result{status: codec.StatusNoHandler, payload: reasonNoHandler}
 	}
-	if srv.cfg.HandlerTimeout > 0 && !srv.inlineHandlers {
-		return s.dispatchTimeout(e, f)
+	if srv.cfg.HandlerTimeout > 0 {
+		return s.dispatchTimeout(x, e, f)
 	}
 	x.req = Request{Name: e.name, Seq: f.Seq, Payload: f.Payload, Conn: &s.info}
 	st, p := s.call(&s.ctx, e, &x.req)
@@ -205,37 +209,16 @@ func (s *session) call(ctx context.Context, e entry, req *Request) (st codec.Sta
 // maxAnswerPayload is the longest payload a frame's length field holds.
 const maxAnswerPayload = 0xFFFFFFFF
 
-// dispatchTimeout runs the handler on its own goroutine under the server's
-// handler timeout. On timeout the handler's context is cancelled, 503 is
-// answered, and its late result is discarded; it keeps its own Request and
-// the bytes of the frame, which the caller must then not reuse.
-func (s *session) dispatchTimeout(e entry, f codec.Frame) result {
-	ctx, cancel := context.WithTimeout(&s.ctx, s.srv.cfg.HandlerTimeout)
-	defer cancel()
-	req := &Request{Name: e.name, Seq: f.Seq, Payload: f.Payload, Conn: &s.info}
-	type answer struct {
-		st codec.Status
-		p  []byte
+// dispatchTimeout runs the handler under the server's handler timeout
+// (timeout.go): no goroutine of its own; the timer answers for a handler
+// that overruns.
+func (s *session) dispatchTimeout(x *exchange, e entry, f codec.Frame) result {
+	x.req = Request{Name: e.name, Seq: f.Seq, Payload: f.Payload, Conn: &s.info}
+	r, abandoned := s.runTimed(x, e, &x.req, s.srv.cfg.HandlerTimeout)
+	if !abandoned {
+		x.req = Request{}
 	}
-	done := make(chan answer, 1)
-	go func() {
-		st, p := s.call(ctx, e, req)
-		done <- answer{st, p}
-	}()
-	select {
-	case a := <-done:
-		return result{status: a.st, payload: a.p}
-	case <-ctx.Done():
-	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		s.srv.log.Error("petrel: handler timed out", "request", e.name, "conn", s.info.ID,
-			"timeout", s.srv.cfg.HandlerTimeout)
-	} else {
-		// The connection closed under the handler: nobody is left to
-		// answer, and nothing timed out.
-		s.srv.log.Debug("petrel: connection closed while its handler ran", "request", e.name, "conn", s.info.ID)
-	}
-	return result{status: codec.StatusHandlerTimeout, payload: reasonTimeout, abandoned: true}
+	return r
 }
 
 // frame returns the answer to f as writev slices held in x.bufs. The

@@ -563,6 +563,10 @@ func (rc *rconn) dueAt(now int64) int64 {
 	return dl
 }
 
+// bigAnswer is the answer size above which the loop watches the kernel's
+// send buffer drain before it counts the answer as sent.
+const bigAnswer = 64 << 10
+
 // handshakeSilence bounds a TLS handshake whose first record has not
 // arrived in full: a client that has sent nothing useful is not given the
 // whole handshake timeout.
@@ -704,7 +708,7 @@ func (rc *rconn) process() gnet.Action {
 			c.Writev(vec)
 			srv.putExchange(x)
 			c.Discard(len(buf))
-			return rc.sent(true)
+			return rc.sent(true, 0)
 		case vPartial:
 			if srv.closed.Load() {
 				return gnet.Close
@@ -781,7 +785,7 @@ func (rc *rconn) serve(f codec.Frame, raw []byte, owned, pending bool) (gnet.Act
 			// gnet has closed the connection inside Writev: OnClose ran.
 			return gnet.None, true
 		}
-		act := rc.sent(r.closes)
+		act := rc.sent(r.closes, vecLen(v))
 		return act, act != gnet.None || rc.lc.phase() != phaseIdle
 	}
 	if !owned {
@@ -800,11 +804,19 @@ func (rc *rconn) serve(f codec.Frame, raw []byte, owned, pending bool) (gnet.Act
 // sent moves the connection on after an answer was written on the loop:
 // to writing while gnet still holds part of it, else to idle (or, after a
 // closing refusal, to lingering). Loop goroutine.
-func (rc *rconn) sent(closes bool) gnet.Action {
+func (rc *rconn) sent(closes bool, size int) gnet.Action {
 	now := rc.t.wheel.now.Load()
 	rc.closeAfter = closes
-	if ob := rc.gc.OutboundBuffered(); ob > 0 {
-		rc.lastOut = ob + unsentBytes(rc.fd)
+	ob := rc.gc.OutboundBuffered()
+	unsent := ob
+	if size > bigAnswer {
+		// A large answer may sit in the kernel's send buffer long after
+		// gnet has handed it over: the idle timer waits for it. (Small
+		// ones leave at once; they cost no system call.)
+		unsent += unsentBytes(rc.fd)
+	}
+	if unsent > 0 {
+		rc.lastOut = unsent
 		rc.lc.enter(phaseWriting, now)
 		return gnet.None
 	}
@@ -890,8 +902,16 @@ func (x *exchange) run() {
 // handle runs the handler and writes the answer. Worker goroutine, state
 // busy.
 func (rc *rconn) handle() {
-	rc.answer(rc.dispatch(rc.x, rc.x.cur))
+	x := rc.x
+	r := rc.dispatch(x, x.cur)
+	if r.answered {
+		return // its timeout answered for it; the connection has moved on
+	}
+	rc.answer(r)
 }
+
+// answerReactor answers for a timed-out handler (timeout.go).
+func (x *exchange) answerReactor(r result) { x.rc.answer(r) }
 
 // answer writes r as the answer to the request in flight and hands the
 // connection back to its loop. Any goroutine that owns the busy
@@ -920,7 +940,7 @@ func (rc *rconn) answer(r result) {
 	if rc.direct && !r.closes {
 		// Write straight to the socket: no wake of the event loop when the
 		// kernel takes the whole answer, which it almost always does.
-		n, err := unix.Writev(rc.fd, v)
+		n, err := writev(rc.fd, v)
 		rc.wmu.Unlock()
 		if err == nil && n == total {
 			rc.release()
@@ -961,12 +981,16 @@ func (t *reactorTransport) afterAsyncWrite(c gnet.Conn, err error) error {
 		return nil
 	}
 	closes := rc.x != nil && rc.x.res.closes
+	size := 0
+	if rc.in != nil {
+		size = bigAnswer + 1 // unknown here: look at the kernel's buffer
+	}
 	rc.release()
 	if err != nil {
 		c.Close()
 		return nil
 	}
-	act := rc.sent(closes)
+	act := rc.sent(closes, size)
 	rc.state.Store(stateIdle)
 	if act == gnet.None {
 		// Frames may wait behind the answer, or the server may be

@@ -160,6 +160,7 @@ func (c *stdConn) serve() {
 	}
 	c.x = srv.newExchange()
 	c.x.canWait = true
+	c.x.std = c
 	c.buf = make([]byte, 0, stdReadBuf)
 	c.ctx.watch = c.startWatch
 	c.enter(phaseIdle)
@@ -192,8 +193,23 @@ func (c *stdConn) serve() {
 		}
 		c.enter(phaseDispatched)
 		c.ctx.arm()
+		c.x.cur = f
 		r := c.dispatch(c.x, f)
 		peerGone := c.stopWatch()
+		if r.answered {
+			// The handler overran its timeout and was answered for; it
+			// keeps its exchange and the frame's bytes.
+			c.x.timed.answering.Wait()
+			c.x = srv.newExchange()
+			c.x.canWait = true
+			c.x.std = c
+			if peerGone || srv.halt.Load() {
+				return
+			}
+			c.consume(n, true)
+			c.enter(phaseIdle)
+			continue
+		}
 		c.enter(phaseWriting)
 		vec := c.frame(c.x, f, r)
 		srv.stats.answered(c.info.ID, r.status, n, vecLen(vec))
@@ -208,6 +224,18 @@ func (c *stdConn) serve() {
 		c.lastUnsent = 0
 		c.enter(phaseIdle)
 	}
+}
+
+// answerTimedOut writes the timeout's answer for a handler still running
+// on the connection's goroutine. Timer goroutine.
+func (c *stdConn) answerTimedOut(x *exchange, r result) {
+	if c.srv.halt.Load() {
+		return
+	}
+	c.enter(phaseWriting)
+	v := c.frame(x, x.cur, r)
+	c.srv.stats.answered(c.info.ID, r.status, 0, vecLen(v))
+	c.write(v)
 }
 
 // consume drops the first n bytes of buf (a served frame), keeping

@@ -1,0 +1,167 @@
+package engine
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Handler timeouts without a goroutine per request.
+//
+// A handler with a timeout runs on the goroutine that would run it anyway
+// (a worker, std's goroutine, the loop), with a reqContext whose deadline
+// is the timeout. One timer per exchange, reused, fires at the deadline:
+// it cancels the context and, where the transport can (a worker or std's
+// goroutine runs the handler), answers for the handler at once; the
+// handler is then abandoned (counted in Stats.Abandoned until it returns)
+// and its late result discarded. On an event loop nothing can pre-empt the
+// handler: one that returns after its deadline is answered as timed out.
+
+// Exchange states of a timed request (exchange.timed.state).
+const (
+	timedRunning int32 = iota + 1 // the handler runs
+	timedDone                     // the handler returned in time
+	timedOut                      // the deadline passed first
+)
+
+// timedState is the part of an exchange that times its handler.
+type timedState struct {
+	state atomic.Int32
+	ctx   reqContext
+	timer *time.Timer // made on first use, then Reset per request
+	// answering is held while the timer answers for the handler, so that
+	// the connection's next answer cannot overtake it.
+	answering sync.WaitGroup
+}
+
+// runTimed runs e under timeout d on the calling goroutine. It returns the
+// handler's result, or the timeout's; abandoned is set when the timer has
+// already answered for the handler (the caller then does nothing more
+// with the request: the exchange and its bytes belong to the handler).
+func (s *session) runTimed(x *exchange, e entry, req *Request, d time.Duration) (r result, abandoned bool) {
+	ts := &x.timed
+	ts.ctx.reset(&s.ctx, time.Now().Add(d))
+	ts.state.Store(timedRunning)
+	if ts.timer == nil {
+		ts.timer = time.AfterFunc(d, func() { s.expire(x) })
+	} else {
+		ts.timer.Reset(d)
+	}
+	st, p := s.call(&ts.ctx, e, req)
+	ts.timer.Stop()
+	if !ts.state.CompareAndSwap(timedRunning, timedDone) {
+		// The timer answered for us: we were abandoned.
+		s.srv.stats.abandoned.Add(-1)
+		return result{answered: true}, true
+	}
+	ts.ctx.detach()
+	if !x.canWait && time.Now().After(ts.ctx.deadline) {
+		// An inline handler that overran: answered as timed out.
+		s.srv.logRated("timeout", slog.LevelWarn, "petrel: handler overran its timeout", "request", e.name, "conn", s.info.ID, "timeout", d)
+		return s.timeoutResult(), false
+	}
+	return result{status: st, payload: p}, false
+}
+
+// expire runs on the timer's goroutine at the deadline.
+func (s *session) expire(x *exchange) {
+	ts := &x.timed
+	ts.ctx.expire()
+	if !x.canWait {
+		return // on a loop: decided when the handler returns
+	}
+	ts.answering.Add(1)
+	defer ts.answering.Done()
+	if !ts.state.CompareAndSwap(timedRunning, timedOut) {
+		return
+	}
+	s.srv.stats.abandoned.Add(1)
+	s.srv.logRated("timeout", slog.LevelWarn, "petrel: handler timed out; answered for it", "conn", s.info.ID)
+	r := s.timeoutResult()
+	r.abandoned = true
+	x.answerTimedOut(r)
+}
+
+// answerTimedOut answers for a handler whose timeout passed, through the
+// transport that runs it.
+func (x *exchange) answerTimedOut(r result) {
+	switch {
+	case x.std != nil:
+		x.std.answerTimedOut(x, r)
+	default:
+		x.answerReactor(r)
+	}
+}
+
+// reqContext is the context of one timed request: done at its deadline or
+// when the connection's context is.
+type reqContext struct {
+	mu       sync.Mutex // guards the fields below
+	parent   *connContext
+	deadline time.Time
+	done     chan struct{} // made on first Done
+	err      error
+}
+
+func (c *reqContext) reset(parent *connContext, deadline time.Time) {
+	c.mu.Lock()
+	c.parent, c.deadline, c.done, c.err = parent, deadline, nil, nil
+	c.mu.Unlock()
+	parent.attach(c)
+	if parent.Err() != nil {
+		c.cancel(context.Canceled)
+	}
+}
+
+// detach unlinks c from its connection once the handler has returned.
+func (c *reqContext) detach() {
+	if c.parent != nil {
+		c.parent.attach(nil)
+	}
+}
+
+func (c *reqContext) expire() { c.cancel(context.DeadlineExceeded) }
+
+func (c *reqContext) cancel(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return
+	}
+	c.err = err
+	if c.done != nil {
+		close(c.done)
+	}
+}
+
+func (c *reqContext) Deadline() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.deadline, true
+}
+
+func (c *reqContext) Done() <-chan struct{} {
+	if c.parent != nil {
+		c.parent.Done() // std: start watching for the peer going away
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		if c.err != nil {
+			return closedChan
+		}
+		c.done = make(chan struct{})
+	}
+	return c.done
+}
+
+func (c *reqContext) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *reqContext) Value(any) any  { return nil }
+func (c *reqContext) String() string { return "petrel.reqContext" }
