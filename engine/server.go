@@ -179,7 +179,11 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 func (s *Server) AddrString() string { return addrString(s.ln.Addr()) }
 
 // Stats returns a snapshot of the server's counters.
-func (s *Server) Stats() Stats { return s.stats.snapshot() }
+func (s *Server) Stats() Stats {
+	st := s.stats.snapshot()
+	st.Buffered = s.budget.used.Load()
+	return st
+}
 
 // Done returns a channel closed when the server has stopped.
 func (s *Server) Done() <-chan struct{} { return s.done }

@@ -20,6 +20,7 @@ type Stats struct {
 	Abandoned  int64             // handlers still running after their timeout answered for them
 	Busy       uint64            // requests answered busy without running (queue timeout, MaxConcurrent, MaxAbandoned)
 	Evicted    uint64            // connections closed (or paused, std) by the MaxBuffered budget
+	Buffered   int64             // inbound bytes held now for partial and pipelined frames (MaxBuffered's measure)
 	TimedOut   uint64            // connections closed by a read, idle, write or handshake timeout
 	Sessions   [2]uint64         // sessions by negotiated protocol version (index 0 or 1)
 }
