@@ -261,7 +261,7 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	rc.wmu.Lock()
-	if rc.state.Load() != stateIdle && !t.srv.halt.Load() && rc.lc.phase() == phaseDispatched && errors.Is(err, io.EOF) {
+	if rc.unanswered && !t.srv.halt.Load() && errors.Is(err, io.EOF) {
 		// The peer shut down its write side (legal TCP half-close): it
 		// may still read its answer.
 		rc.orphan = dupConn(rc.fd)
@@ -541,6 +541,7 @@ type rconn struct {
 	flushing   bool       // TLS: the loop is writing queued ciphertext
 	outPending bool       // TLS: gnet still held unsent ciphertext at the last flush
 	orphan     net.Conn   // after a half-close: a duplicate descriptor to answer on
+	unanswered bool       // a worker owns a request whose answer it has not yet written
 
 	in         *bytebufferpool.ByteBuffer // frame bytes owned by this conn (partial or in flight)
 	want       int                        // total length of the frame accumulating in in, 0 if none
@@ -775,15 +776,16 @@ func (rc *rconn) serve(f codec.Frame, raw []byte, owned, pending bool) (gnet.Act
 		srv.stats.answered(rc.info.ID, r.status, len(raw), vecLen(v))
 		_, werr := c.Writev(v)
 		srv.putExchange(x)
+		if werr != nil {
+			// gnet has closed the connection inside Writev: OnClose ran
+			// and released rc.in.
+			return gnet.None, true
+		}
 		if owned {
 			bytebufferpool.Put(rc.in)
 			rc.in = nil
 		} else {
 			c.Discard(len(raw))
-		}
-		if werr != nil {
-			// gnet has closed the connection inside Writev: OnClose ran.
-			return gnet.None, true
 		}
 		act := rc.sent(r.closes, vecLen(v))
 		return act, act != gnet.None || rc.lc.phase() != phaseIdle
@@ -834,6 +836,9 @@ func (rc *rconn) handOff(x *exchange, f codec.Frame, pending bool) {
 	x.cur = f
 	rc.x = x
 	rc.lc.enter(phaseDispatched, rc.t.wheel.now.Load())
+	rc.wmu.Lock()
+	rc.unanswered = true
+	rc.wmu.Unlock()
 	if pending {
 		rc.state.Store(stateBusyPending)
 	} else {
@@ -929,6 +934,7 @@ func (rc *rconn) answer(r result) {
 	srv.stats.answered(rc.info.ID, r.status, len(rc.in.B), total)
 	x.res = r
 	rc.wmu.Lock()
+	rc.unanswered = false
 	if rc.gone.Load() || srv.halt.Load() {
 		rc.wmu.Unlock()
 		if rc.orphan != nil {

@@ -617,7 +617,12 @@ func (rc *rconn) answerTLS(r result) {
 	f := ex.cur
 	v := rc.frame(ex, f, r)
 	srv.stats.answered(rc.info.ID, r.status, codec.Len(f, srv.mac != nil), vecLen(v))
-	rc.writeTLS(v)
+	if !srv.halt.Load() {
+		rc.writeTLS(v)
+	}
+	rc.wmu.Lock()
+	rc.unanswered = false
+	rc.wmu.Unlock()
 	rc.x = nil
 	if !r.abandoned {
 		srv.putExchange(ex)

@@ -32,6 +32,9 @@ func newStdTransport(srv *Server) (*stdTransport, error) {
 
 func (t *stdTransport) open(nc net.Conn) bool {
 	srv := t.srv
+	if srv.cfg.TLS != nil {
+		nc = tls.Server(nc, srv.cfg.TLS)
+	}
 	c := &stdConn{t: t, nc: nc}
 	c.init(srv)
 	c.info.LocalAddr, c.info.RemoteAddr = nc.LocalAddr(), nc.RemoteAddr()
@@ -42,7 +45,7 @@ func (t *stdTransport) open(nc net.Conn) bool {
 		return false
 	}
 	t.conns[c] = struct{}{}
-	t.wg.Add(1)
+	t.wg.Add(1) // Done in c.end
 	t.mu.Unlock()
 	srv.connOpened(&c.info)
 	go c.serve()
@@ -106,6 +109,8 @@ type stdConn struct {
 
 	lastUnsent int // bytes of the last answer the kernel still held, at the last idle timeout
 
+	curLen int // bytes of the frame being answered
+
 	buf    []byte // read buffer; frames are decoded in place
 	out    []byte // small answers are assembled here
 	vecArr [4][]byte
@@ -129,41 +134,60 @@ const (
 
 func (c *stdConn) enter(p phase) { c.lc.enter(p, time.Now().UnixNano()) }
 
+// serve is the connection's goroutine: the TLS handshake, then loop.
 func (c *stdConn) serve() {
 	srv := c.srv
-	defer c.t.wg.Done()
-	var cause error
-	defer func() {
-		c.ctx.cancel()
-		c.nc.Close()
-		srv.budget.set(&c.hold, 0)
-		c.t.remove(c)
-		srv.connClosed(&c.info, cause)
-	}()
-	if srv.cfg.TLS != nil {
+	if tc, ok := c.nc.(*tls.Conn); ok {
 		c.enter(phaseHandshake)
-		tc := tls.Server(c.nc, srv.cfg.TLS)
-		c.nc = tc
 		hctx, cancel := context.WithDeadline(context.Background(), c.t.to.deadlineTime(phaseHandshake, c.lc.since.Load()))
 		err := tc.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
 			srv.logRated("handshake", slog.LevelInfo, "petrel: TLS handshake failed", "conn", c.info.ID, "remote", c.info.RemoteAddr, "err", err)
-			cause = err
+			c.end(err)
 			return
 		}
 		st := tc.ConnectionState()
 		c.info.TLS = &st
-		c.hold.evict = func() { c.nc.Close() }
 	} else if uc, ok := c.nc.(*net.UnixConn); ok {
 		c.info.PeerCred = peerCredOf(uc)
 	}
-	c.x = srv.newExchange()
-	c.x.canWait = true
-	c.x.std = c
+	c.x = c.newExchange()
 	c.buf = make([]byte, 0, stdReadBuf)
 	c.ctx.watch = c.startWatch
 	c.enter(phaseIdle)
+	c.loop()
+}
+
+func (c *stdConn) newExchange() *exchange {
+	x := c.srv.newExchange()
+	x.canWait = true
+	x.std = c
+	return x
+}
+
+// end closes the connection and counts it. The goroutine that owns the
+// connection last calls it, once.
+func (c *stdConn) end(cause error) {
+	c.ctx.cancel()
+	c.nc.Close()
+	c.srv.budget.set(&c.hold, 0)
+	c.t.remove(c)
+	c.srv.connClosed(&c.info, cause)
+	c.t.wg.Done()
+}
+
+// loop serves frames until the connection ends, or until a timed-out
+// handler's answer hands the connection to a new goroutine.
+func (c *stdConn) loop() {
+	srv := c.srv
+	var cause error
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			c.end(cause)
+		}
+	}()
 	for {
 		v, f, n, need, err := c.next(c.buf)
 		switch v {
@@ -194,22 +218,16 @@ func (c *stdConn) serve() {
 		c.enter(phaseDispatched)
 		c.ctx.arm()
 		c.x.cur = f
-		r := c.dispatch(c.x, f)
-		peerGone := c.stopWatch()
+		c.curLen = n
+		x := c.x
+		r := c.dispatch(x, f)
 		if r.answered {
-			// The handler overran its timeout and was answered for; it
-			// keeps its exchange and the frame's bytes.
-			c.x.timed.answering.Wait()
-			c.x = srv.newExchange()
-			c.x.canWait = true
-			c.x.std = c
-			if peerGone || srv.halt.Load() {
-				return
-			}
-			c.consume(n, true)
-			c.enter(phaseIdle)
-			continue
+			// The handler overran its timeout: the timer answered for it
+			// and a new goroutine serves the connection now.
+			handedOver = true
+			return
 		}
+		peerGone := c.stopWatch()
 		c.enter(phaseWriting)
 		vec := c.frame(c.x, f, r)
 		srv.stats.answered(c.info.ID, r.status, n, vecLen(vec))
@@ -227,15 +245,23 @@ func (c *stdConn) serve() {
 }
 
 // answerTimedOut writes the timeout's answer for a handler still running
-// on the connection's goroutine. Timer goroutine.
+// on the connection's goroutine, then serves the connection on a new
+// goroutine: the old one ends when its handler returns, and the handler
+// keeps its exchange and the bytes of its frame. Timer goroutine.
 func (c *stdConn) answerTimedOut(x *exchange, r result) {
-	if c.srv.halt.Load() {
-		return
-	}
+	peerGone := c.stopWatch()
 	c.enter(phaseWriting)
 	v := c.frame(x, x.cur, r)
-	c.srv.stats.answered(c.info.ID, r.status, 0, vecLen(v))
-	c.write(v)
+	c.srv.stats.answered(c.info.ID, r.status, c.curLen, vecLen(v))
+	ok := !c.srv.halt.Load() && !peerGone && c.write(v)
+	c.x = c.newExchange()
+	c.consume(c.curLen, true)
+	c.enter(phaseIdle)
+	if !ok {
+		c.end(nil)
+		return
+	}
+	go c.loop()
 }
 
 // consume drops the first n bytes of buf (a served frame), keeping
