@@ -2,6 +2,7 @@ package codec
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 )
 
@@ -19,7 +20,16 @@ var (
 	ErrBadMAC = errors.New("petrel: HMAC verification failed")
 	// ErrShortBuffer: a destination buffer is too small for a header.
 	ErrShortBuffer = errors.New("petrel: buffer too small for a frame header")
+	// ErrBadProtoCheck: a PROTOCHECK payload is malformed (empty, a version-0
+	// payload longer than 1 byte, a version-1 payload not 17 bytes long);
+	// returned wrapped by [ParseProtoCheck]; status 497.
+	ErrBadProtoCheck = errors.New("petrel: malformed PROTOCHECK payload")
 )
+
+// badProtoCheck returns an error wrapping ErrBadProtoCheck with a reason.
+func badProtoCheck(reason string) error {
+	return fmt.Errorf("%w: %s", ErrBadProtoCheck, reason)
+}
 
 // LimitError reports a payload length over a limit. It matches
 // [ErrPayloadTooLarge] with errors.Is and maps to status 402.
@@ -65,8 +75,9 @@ func (e *StatusError) Error() string {
 }
 
 // StatusOf maps an error to the wire status that reports it: 402 for a
-// payload over the limit, 502 for a bad MAC, the status of a *StatusError,
-// 200 for nil and 498 (read error / malformed frame) for anything else.
+// payload over the limit, 502 for a bad MAC, 497 for a malformed PROTOCHECK,
+// the status of a *StatusError, 200 for nil and 498 (read error / malformed
+// frame) for anything else.
 func StatusOf(err error) Status {
 	if err == nil {
 		return StatusOK
@@ -77,6 +88,8 @@ func StatusOf(err error) Status {
 		return StatusPayloadTooLarge
 	case errors.Is(err, ErrBadMAC):
 		return StatusBadMAC
+	case errors.Is(err, ErrBadProtoCheck):
+		return StatusVersionMismatch
 	case errors.As(err, &se):
 		return se.Status
 	}

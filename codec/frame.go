@@ -11,8 +11,14 @@ const (
 	MACLen            = 44      // bytes in a frame's HMAC (base64 of SHA-256)
 	MaxRequestLen     = 255     // longest request text, in bytes
 	DefaultMaxPayload = 4 << 20 // default payload limit, in bytes (4 MiB)
-	ProtocolVersion   = 0       // the protocol version this package speaks
+	ProtocolVersion   = 0       // the classic protocol version; see ProtocolV0 and ProtocolV1
 	ProtoCheck        = "PROTOCHECK"
+)
+
+// Protocol versions, as carried in the first byte of a PROTOCHECK payload.
+const (
+	ProtocolV0 = 0 // classic: the MAC covers the payload only
+	ProtocolV1 = 1 // negotiated: session key, 32-byte tag over the whole frame, strict seq
 )
 
 // Frame is one decoded or to-be-encoded message. Request, Payload and MAC
@@ -22,7 +28,7 @@ type Frame struct {
 	Seq     uint32 // sequence number; an answer echoes its request's
 	Request []byte // request (handler) name, at most 255 bytes
 	Payload []byte // opaque payload
-	MAC     []byte // the 44-byte MAC as received, nil when MACs are off
+	MAC     []byte // the MAC as received (44 bytes, or the 32-byte tag under version 1); nil when MACs are off
 }
 
 // Header is a decoded frame header.
@@ -33,11 +39,17 @@ type Header struct {
 	PayloadLen uint32 // bytes of payload as declared
 }
 
-// Options says how to parse: the payload limit and whether a MAC follows
-// each frame. The zero value means the 4 MiB default limit and no MAC.
+// Options says how to parse: the payload limit, whether a MAC follows each
+// frame and, if so, which version's. The zero value means the 4 MiB default
+// limit and no MAC.
 type Options struct {
 	MaxPayload uint32 // payload limit in bytes; 0 means DefaultMaxPayload
-	MAC        bool   // frames carry a 44-byte MAC after the payload
+	MAC        bool   // frames carry a MAC after the payload
+	// Version is the session's protocol version, 0 (the default) or 1: when
+	// MAC is set, frames carry a 44-byte (version 0) or 32-byte (version 1)
+	// MAC. Values above 1 are reserved and read as 1. Without MAC, frames of
+	// both versions have the same layout and Version changes nothing here.
+	Version uint8
 }
 
 // Limit returns the payload limit in force: MaxPayload, or the default.
@@ -48,7 +60,26 @@ func (o Options) Limit() uint32 {
 	return o.MaxPayload
 }
 
-// FrameLen returns the total bytes of a frame with this header.
+// MACLen returns the bytes that follow each frame's payload under o: 0
+// without MAC, [MACLen] (44) for version 0, [TagLen] (32) for version 1.
+func (o Options) MACLen() int {
+	switch {
+	case !o.MAC:
+		return 0
+	case o.Version == ProtocolV0:
+		return MACLen
+	}
+	return TagLen
+}
+
+// FrameLen returns the total bytes of a frame with header h under o,
+// the MAC included.
+func (o Options) FrameLen(h Header) int {
+	return HeaderLen + int(h.RequestLen) + int(h.PayloadLen) + o.MACLen()
+}
+
+// FrameLen returns the total bytes of a version-0 frame with this header,
+// with a 44-byte MAC when mac is set. See [Options.FrameLen] for version 1.
 func (h Header) FrameLen(mac bool) int {
 	n := HeaderLen + int(h.RequestLen) + int(h.PayloadLen)
 	if mac {
@@ -99,8 +130,12 @@ func PutHeader(b []byte, status Status, seq uint32, requestLen, payloadLen int) 
 // frame after that. Nothing is allocated either way.
 //
 // A header declaring a payload over o's limit is refused at once with a
-// *[LimitError] (status 402), however little of the frame has arrived. Parse
-// does not verify the MAC; see [MAC.Verify].
+// *[LimitError] (status 402), however little of the frame has arrived.
+//
+// With o.MAC set, the frame's MAC field holds the [Options.MACLen] bytes
+// after the payload: the 44-byte MAC of version 0 or the 32-byte tag of
+// version 1, as o.Version says. Parse does not verify it; see [MAC.Verify]
+// and [FrameMAC.Verify].
 func Parse(buf []byte, o Options) (f Frame, n int, need int, err error) {
 	if len(buf) < HeaderLen {
 		return Frame{}, 0, HeaderLen - len(buf), nil
@@ -109,7 +144,7 @@ func Parse(buf []byte, o Options) (f Frame, n int, need int, err error) {
 	if limit := o.Limit(); h.PayloadLen > limit {
 		return Frame{}, 0, 0, &LimitError{Declared: uint64(h.PayloadLen), Limit: uint64(limit)}
 	}
-	total := h.FrameLen(o.MAC)
+	total := o.FrameLen(h)
 	if len(buf) < total {
 		return Frame{}, 0, total - len(buf), nil
 	}
@@ -121,33 +156,62 @@ func Parse(buf []byte, o Options) (f Frame, n int, need int, err error) {
 		Request: buf[HeaderLen:reqEnd:reqEnd],
 		Payload: buf[reqEnd:payEnd:payEnd],
 	}
-	if o.MAC {
+	if payEnd < total {
 		f.MAC = buf[payEnd:total:total]
 	}
 	return f, total, 0, nil
 }
 
-// AppendFrame appends the encoding of f to dst and returns the extended
-// buffer. When m is non-nil the payload is signed with it and the MAC
-// appended (f.MAC is ignored); otherwise no MAC is written. It refuses
-// request text over 255 bytes; dst is returned unchanged on error.
+// AppendFrame appends the version-0 encoding of f to dst and returns the
+// extended buffer. When m is non-nil the payload is signed with it and the
+// 44-byte MAC appended (f.MAC is ignored); otherwise no MAC is written. It
+// refuses request text over 255 bytes; dst is returned unchanged on error.
+// See [AppendFrameV1] for version-1 sessions.
 func AppendFrame(dst []byte, f Frame, m *MAC) ([]byte, error) {
 	var h [HeaderLen]byte
 	if err := PutHeader(h[:], f.Status, f.Seq, len(f.Request), len(f.Payload)); err != nil {
 		return dst, err
 	}
-	n := HeaderLen + len(f.Request) + len(f.Payload)
+	extra := 0
 	if m != nil {
-		n += MACLen
+		extra = MACLen
 	}
-	dst = slices.Grow(dst, n) // at most one reallocation
-	dst = append(dst, h[:]...)
-	dst = append(dst, f.Request...)
-	dst = append(dst, f.Payload...)
+	dst = appendBody(dst, &h, f, extra)
 	if m != nil {
 		dst = m.AppendSign(dst, f.Payload)
 	}
 	return dst, nil
+}
+
+// AppendFrameV1 appends the version-1 encoding of f to dst and returns the
+// extended buffer: the frame as [AppendFrame] writes it, then, when m is
+// non-nil, the 32-byte tag of f in direction dir ([FrameMAC.AppendSign];
+// f.MAC is ignored). With m nil no tag is written: an unkeyed version-1
+// frame is byte for byte a version-0 one. It refuses request text over 255
+// bytes; dst is returned unchanged on error.
+func AppendFrameV1(dst []byte, f Frame, m *FrameMAC, dir Direction) ([]byte, error) {
+	var h [HeaderLen]byte
+	if err := PutHeader(h[:], f.Status, f.Seq, len(f.Request), len(f.Payload)); err != nil {
+		return dst, err
+	}
+	extra := 0
+	if m != nil {
+		extra = TagLen
+	}
+	dst = appendBody(dst, &h, f, extra)
+	if m != nil {
+		dst = m.appendTag(dst, dir, &h, f)
+	}
+	return dst, nil
+}
+
+// appendBody appends header h, f's request and f's payload to dst, growing
+// it once with room for extra more bytes (the MAC that follows).
+func appendBody(dst []byte, h *[HeaderLen]byte, f Frame, extra int) []byte {
+	dst = slices.Grow(dst, HeaderLen+len(f.Request)+len(f.Payload)+extra) // at most one reallocation
+	dst = append(dst, h[:]...)
+	dst = append(dst, f.Request...)
+	return append(dst, f.Payload...)
 }
 
 // Buffers holds the pieces of one encoded frame for a vectored write
@@ -156,7 +220,7 @@ func AppendFrame(dst []byte, f Frame, m *MAC) ([]byte, error) {
 // frame without allocating.
 type Buffers struct {
 	header [HeaderLen]byte
-	mac    [MACLen]byte
+	mac    [MACLen]byte // a version-0 MAC, or a version-1 tag in its first TagLen bytes
 	vec    [4][]byte
 }
 
@@ -164,6 +228,36 @@ type Buffers struct {
 // slices to write in order (header, then request, payload and MAC where not
 // empty). The returned slice aliases b: it is valid until b is reused.
 func (b *Buffers) Frame(f Frame, m *MAC) ([][]byte, error) {
+	v, err := b.body(f)
+	if err != nil {
+		return nil, err
+	}
+	if m != nil {
+		m.AppendSign(b.mac[:0], f.Payload)
+		v = append(v, b.mac[:])
+	}
+	return v, nil
+}
+
+// FrameV1 is [Buffers.Frame] for a version-1 session: when m is non-nil the
+// last slice is the 32-byte tag of f in direction dir
+// ([FrameMAC.AppendSign]); with m nil no tag is written. It does not
+// allocate. The returned slice aliases b: it is valid until b is reused.
+func (b *Buffers) FrameV1(f Frame, m *FrameMAC, dir Direction) ([][]byte, error) {
+	v, err := b.body(f)
+	if err != nil {
+		return nil, err
+	}
+	if m != nil {
+		m.appendTag(b.mac[:0], dir, &b.header, f)
+		v = append(v, b.mac[:TagLen])
+	}
+	return v, nil
+}
+
+// body encodes f's header into b and returns b's vector holding the header,
+// then the request and payload where not empty.
+func (b *Buffers) body(f Frame) ([][]byte, error) {
 	if err := PutHeader(b.header[:], f.Status, f.Seq, len(f.Request), len(f.Payload)); err != nil {
 		return nil, err
 	}
@@ -175,14 +269,11 @@ func (b *Buffers) Frame(f Frame, m *MAC) ([][]byte, error) {
 	if len(f.Payload) > 0 {
 		v = append(v, f.Payload)
 	}
-	if m != nil {
-		m.AppendSign(b.mac[:0], f.Payload)
-		v = append(v, b.mac[:])
-	}
 	return v, nil
 }
 
-// Len returns the total number of bytes in the encoded frame f.
+// Len returns the total number of bytes in the version-0 encoding of f, with
+// a 44-byte MAC when mac is set. See [Options.FrameLen] for version 1.
 func Len(f Frame, mac bool) int {
 	n := HeaderLen + len(f.Request) + len(f.Payload)
 	if mac {

@@ -10,7 +10,8 @@ import (
 // application.
 type Status uint16
 
-// The status codes the library itself produces (PROTOCOL.md).
+// The status codes the library itself produces (docs/PROTOCOL.md in the
+// repository describes when).
 const (
 	StatusRequest         Status = 0   // carried by requests; ignored by servers
 	StatusConnected       Status = 100 // client connected (log only)
@@ -26,7 +27,8 @@ const (
 	StatusHandlerError    Status = 500 // handler returned an error or panicked
 	StatusInternalError   Status = 501 // internal error
 	StatusBadMAC          Status = 502 // HMAC verification failed
-	StatusHandlerTimeout  Status = 503 // handler exceeded the server's handler timeout
+	StatusBusy            Status = 503 // busy: the request did not run (version-1 sessions only)
+	StatusHandlerTimeout  Status = 504 // handler timed out: it may have run (version-1 sessions only)
 	StatusListenerFailed  Status = 599 // listener failed; the server stops
 	MaxReservedStatus     Status = 1024
 )
@@ -51,7 +53,8 @@ var statusTable = map[Status]statusInfo{
 	StatusHandlerError:    {"handler error", slog.LevelError},
 	StatusInternalError:   {"internal error", slog.LevelError},
 	StatusBadMAC:          {"HMAC verification failed", slog.LevelWarn},
-	StatusHandlerTimeout:  {"handler timed out", slog.LevelError},
+	StatusBusy:            {"busy: the request did not run", slog.LevelWarn},
+	StatusHandlerTimeout:  {"handler timed out", slog.LevelWarn},
 	StatusListenerFailed:  {"listener failed", slog.LevelError},
 }
 
@@ -86,8 +89,10 @@ func (s Status) Level() slog.Level {
 }
 
 // ClosesConn reports whether the connection is closed after a frame with
-// status s (402, 497, 498, 499, 501, 502 and 599). Codes that are not the
-// library's own never close a connection.
+// status s (402, 497, 498, 499, 501, 502 and 599) when the library itself
+// refuses with it. Codes that are not the library's own never close a
+// connection. A server decides closing from its own refusals, not from the
+// code a handler returns: a handler answering 502 does not close anything.
 //
 // It is on every answer's path, so it is a switch rather than a lookup in
 // the status table (a map hash per request); a test keeps the two in step.
@@ -98,6 +103,19 @@ func (s Status) ClosesConn() bool {
 		return true
 	}
 	return false
+}
+
+// Classic reports whether s is safe to send on a version-0 session: it is
+// in the original Petrel client's table (100, 101, 198, 199, 200, 400, 401,
+// 402, 497, 498, 499, 500, 501, 502, 599) or above 1024. The original
+// client crashes on any other code up to 1024, 503 and 504 among them.
+// Status 0 is not classic either: requests carry it, answers must not.
+func (s Status) Classic() bool {
+	switch s {
+	case 100, 101, 198, 199, 200, 400, 401, 402, 497, 498, 499, 500, 501, 502, 599:
+		return true
+	}
+	return s > MaxReservedStatus
 }
 
 // IsSuccess reports whether s is a 2xx code.

@@ -30,7 +30,8 @@ func TestLibraryStatuses(t *testing.T) {
 		{codec.StatusHandlerError, 500, "handler error", slog.LevelError, false},
 		{codec.StatusInternalError, 501, "internal error", slog.LevelError, true},
 		{codec.StatusBadMAC, 502, "HMAC verification failed", slog.LevelWarn, true},
-		{codec.StatusHandlerTimeout, 503, "handler timed out", slog.LevelError, false},
+		{codec.StatusBusy, 503, "busy: the request did not run", slog.LevelWarn, false},
+		{codec.StatusHandlerTimeout, 504, "handler timed out", slog.LevelWarn, false},
 		{codec.StatusListenerFailed, 599, "listener failed", slog.LevelError, true},
 	}
 	for _, tt := range tests {
@@ -71,7 +72,7 @@ func TestClosesConnExactly(t *testing.T) {
 }
 
 func TestUnknownStatuses(t *testing.T) {
-	for _, c := range []uint16{1, 99, 101, 201, 299, 300, 399, 403, 496, 504, 598, 600, 1024, 1025, 40000, 0xFFFF} {
+	for _, c := range []uint16{1, 99, 101, 201, 299, 300, 399, 403, 496, 505, 598, 600, 1024, 1025, 40000, 0xFFFF} {
 		s := codec.Status(c)
 		n := strconv.Itoa(int(c))
 		if got, want := s.Text(), "status "+n; got != want {
@@ -103,6 +104,57 @@ func TestIsSuccess(t *testing.T) {
 	} {
 		if got := tt.s.IsSuccess(); got != tt.want {
 			t.Errorf("Status(%d).IsSuccess() = %v, want %v", uint16(tt.s), got, tt.want)
+		}
+	}
+}
+
+// TestClassic scans every code: exactly the original client's table and
+// the codes above 1024 are safe on a version-0 session.
+func TestClassic(t *testing.T) {
+	table := map[codec.Status]bool{
+		100: true, 101: true, 198: true, 199: true, 200: true, 400: true, 401: true, 402: true,
+		497: true, 498: true, 499: true, 500: true, 501: true, 502: true, 599: true,
+	}
+	for c := range 1 << 16 {
+		s := codec.Status(c)
+		want := table[s] || c > 1024
+		if got := s.Classic(); got != want {
+			t.Errorf("Status(%d).Classic() = %v, want %v", c, got, want)
+		}
+	}
+	for _, tt := range []struct {
+		s    codec.Status
+		want bool
+	}{
+		{codec.StatusRequest, false},
+		{codec.StatusOK, true},
+		{codec.StatusBadMAC, true},
+		{codec.StatusBusy, false},
+		{codec.StatusHandlerTimeout, false},
+		{codec.StatusListenerFailed, true},
+		{codec.MaxReservedStatus, false},
+		{codec.MaxReservedStatus + 1, true},
+		{0xFFFF, true},
+	} {
+		if got := tt.s.Classic(); got != tt.want {
+			t.Errorf("%v.Classic() = %v, want %v", tt.s, got, tt.want)
+		}
+	}
+}
+
+// TestClassicLibraryStatuses checks that every status the library produces
+// on both versions is classic, and that the version-1-only ones are not.
+func TestClassicLibraryStatuses(t *testing.T) {
+	v1Only := map[codec.Status]bool{codec.StatusBusy: true, codec.StatusHandlerTimeout: true}
+	for _, s := range []codec.Status{
+		codec.StatusConnected, codec.StatusDisconnected, codec.StatusShuttingDown, codec.StatusOK,
+		codec.StatusNoHandler, codec.StatusEmptyRequest, codec.StatusPayloadTooLarge,
+		codec.StatusVersionMismatch, codec.StatusReadError, codec.StatusWriteError,
+		codec.StatusHandlerError, codec.StatusInternalError, codec.StatusBadMAC,
+		codec.StatusBusy, codec.StatusHandlerTimeout, codec.StatusListenerFailed,
+	} {
+		if got, want := s.Classic(), !v1Only[s]; got != want {
+			t.Errorf("%v.Classic() = %v, want %v", s, got, want)
 		}
 	}
 }
