@@ -55,7 +55,7 @@ type counters struct {
 	evicted   atomic.Uint64
 	timedOut  atomic.Uint64
 	sessions  [2]atomic.Uint64
-	shards  []statShard
+	shards    []statShard
 }
 
 func newCounters() *counters {
