@@ -29,9 +29,12 @@ func TestProtoCheck(t *testing.T) {
 		c.expect(codec.ProtoCheck, []byte{codec.ProtocolVersion}, codec.StatusOK, []byte{0})
 		c.expect("echo", []byte("after protocheck"), codec.StatusOK, []byte("after protocheck"))
 
-		for _, p := range [][]byte{{1}, {}, {0, 0}} {
+		// Malformed payloads (a version-1 one without its nonce, an empty
+		// one, a version-0 one too long) and unknown versions: 497 with
+		// the highest version spoken (1), then closed.
+		for _, p := range [][]byte{{1}, {}, {0, 0}, {2}, {9, 1, 2}} {
 			c := dial(t, srv)
-			c.expect(codec.ProtoCheck, p, codec.StatusVersionMismatch, []byte{codec.ProtocolVersion})
+			c.expect(codec.ProtoCheck, p, codec.StatusVersionMismatch, []byte{codec.ProtocolV1})
 			c.expectClosed()
 		}
 	})
@@ -48,7 +51,10 @@ func TestStatuses(t *testing.T) {
 		// make the server close the connection when a handler returns
 		// them... except the ones that close by definition.
 		c.expect("status", []byte("0"), codec.StatusOK, []byte("0"))
-		c.expect("status", []byte("201"), 201, []byte("201"))
+		// On a version-0 session a code the original client's table lacks
+		// is sent as 500 with the handler's payload; codes above 1024 pass.
+		c.expect("status", []byte("201"), codec.StatusHandlerError, []byte("201"))
+		c.expect("status", []byte("402"), codec.StatusPayloadTooLarge, []byte("402"))
 		c.expect("status", []byte("1025"), 1025, []byte("1025"))
 		c.expect("status", []byte("65535"), 65535, []byte("65535"))
 		// 400: no handler; the connection stays open.
@@ -97,12 +103,14 @@ func TestPayloadTooLarge(t *testing.T) {
 		if err := codec.PutHeader(hdr[:], 0, 77, 4, 1025); err != nil {
 			t.Fatal(err)
 		}
+		// The header and the request text, none of the payload: the
+		// answer echoes the request text.
 		if err := c.writeRaw(append(hdr[:], "echo"...)); err != nil {
 			t.Fatal(err)
 		}
 		f := c.recv()
-		if f.Status != codec.StatusPayloadTooLarge || f.Seq != 77 || string(f.Payload) != "1025 > 1024" {
-			t.Fatalf("got status %d seq %d payload %q, want 402 seq 77 %q", f.Status, f.Seq, f.Payload, "1025 > 1024")
+		if f.Status != codec.StatusPayloadTooLarge || f.Seq != 77 || string(f.Request) != "echo" || string(f.Payload) != "1025 > 1024" {
+			t.Fatalf("got status %d seq %d request %q payload %q, want 402 seq 77 \"echo\" %q", f.Status, f.Seq, f.Request, f.Payload, "1025 > 1024")
 		}
 		c.expectClosed()
 
@@ -243,8 +251,8 @@ func TestHMAC(t *testing.T) {
 		if err := big.writeRaw(append(hdr[:], "echo"...)); err != nil {
 			t.Fatal(err)
 		}
-		if f := big.recv(); f.Status != codec.StatusPayloadTooLarge {
-			t.Fatalf("402 with HMAC: status %d", f.Status)
+		if f := big.recv(); f.Status != codec.StatusPayloadTooLarge || string(f.Request) != "echo" {
+			t.Fatalf("402 with HMAC: status %d request %q", f.Status, f.Request)
 		}
 		big.expectClosed()
 	})
@@ -263,8 +271,8 @@ func TestHandleWhileServing(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.expect("late", nil, codec.StatusOK, []byte("v1"))
-		srv.Handle("late", engine.Classic(func([]byte) (uint16, []byte, error) { return 201, []byte("v2"), nil }))
-		c.expect("late", nil, 201, []byte("v2"))
+		srv.Handle("late", engine.Classic(func([]byte) (uint16, []byte, error) { return 1201, []byte("v2"), nil }))
+		c.expect("late", nil, 1201, []byte("v2"))
 		for _, name := range []string{"", codec.ProtoCheck, string(bytes.Repeat([]byte("n"), 256))} {
 			if err := srv.Handle(name, testHandlers()["echo"]); err == nil {
 				t.Errorf("Handle(%.10q) succeeded", name)
@@ -388,7 +396,8 @@ func TestContextCancelledOnDisconnect(t *testing.T) {
 	})
 }
 
-// HandlerTimeout answers 503 and cancels the handler; the connection
+// HandlerTimeout answers 500 "handler timeout" on a version-0 session (504
+// on version 1, see v1_test.go) and cancels the handler; the connection
 // stays usable.
 func TestHandlerTimeout(t *testing.T) {
 	forEach(t, func(t *testing.T, e env) {
@@ -409,9 +418,9 @@ func TestHandlerTimeout(t *testing.T) {
 		}})
 		c := dial(t, srv)
 		start := time.Now()
-		c.expect("stuck", []byte("payload"), codec.StatusHandlerTimeout, nil)
+		c.expect("stuck", []byte("payload"), codec.StatusHandlerError, []byte("handler timeout"))
 		if el := time.Since(start); el < 100*time.Millisecond {
-			t.Errorf("503 after %v, before the timeout", el)
+			t.Errorf("timeout answer after %v, before the timeout", el)
 		}
 		if err := testnet.RecvOrFail(t, done, ioTimeout, "timed-out handler to return"); err != context.DeadlineExceeded {
 			t.Errorf("timed-out handler's context: %v", err)
@@ -420,15 +429,15 @@ func TestHandlerTimeout(t *testing.T) {
 		// Pipelined behind a timed-out request.
 		c.send("stuck", []byte("a"))
 		c.send("echo", []byte("b"))
-		if f := c.recv(); f.Status != codec.StatusHandlerTimeout {
-			t.Fatalf("status %d, want 503", f.Status)
+		if f := c.recv(); f.Status != codec.StatusHandlerError || string(f.Payload) != "handler timeout" {
+			t.Fatalf("status %d payload %q, want 500 %q", f.Status, f.Payload, "handler timeout")
 		}
 		if f := c.recv(); f.Status != codec.StatusOK || string(f.Payload) != "b" {
-			t.Fatalf("after 503: status %d payload %q", f.Status, f.Payload)
+			t.Fatalf("after the timeout: status %d payload %q", f.Status, f.Payload)
 		}
 		testnet.RecvOrFail(t, done, ioTimeout, "second timed-out handler to return")
-		if st := srv.Stats(); st.ByStatus["503"] != 2 {
-			t.Errorf("ByStatus[503] = %d, want 2", st.ByStatus["503"])
+		if st := srv.Stats(); st.ByStatus["500"] != 2 || st.ByStatus["503"] != 0 || st.ByStatus["504"] != 0 {
+			t.Errorf("ByStatus = %v, want two 500", st.ByStatus)
 		}
 	})
 }

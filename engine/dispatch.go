@@ -2,82 +2,42 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"sync"
-	"sync/atomic"
+	"time"
 
 	"github.com/petrel-rpc/petrel/codec"
 )
-
-// entry is one registered handler, already wrapped in the middleware.
-type entry struct {
-	name string
-	h    Handler
-}
-
-// registry maps request names to handlers. Reads are lock-free (an atomic
-// pointer to an immutable map); registrations copy the map under mu.
-type registry struct {
-	mu sync.Mutex                       // serialises writers
-	m  atomic.Pointer[map[string]entry] // the current map, never mutated
-	mw []Middleware
-}
-
-func newRegistry(mw []Middleware) *registry {
-	r := &registry{mw: append([]Middleware(nil), mw...)}
-	m := map[string]entry{}
-	r.m.Store(&m)
-	return r
-}
-
-func (r *registry) add(name string, h Handler) error {
-	switch {
-	case name == "" || len(name) > codec.MaxRequestLen:
-		return fmt.Errorf("%w: %q (must be 1 to 255 bytes)", ErrBadName, name)
-	case name == codec.ProtoCheck:
-		return fmt.Errorf("%w: %q is built in", ErrBadName, name)
-	case h == nil:
-		return fmt.Errorf("%w: nil handler for %q", ErrBadName, name)
-	}
-	for i := len(r.mw) - 1; i >= 0; i-- {
-		h = r.mw[i](h)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	old := *r.m.Load()
-	m := make(map[string]entry, len(old)+1)
-	for k, v := range old {
-		m[k] = v
-	}
-	m[name] = entry{name: name, h: h}
-	r.m.Store(&m)
-	return nil
-}
-
-func (r *registry) lookup(name []byte) (entry, bool) {
-	e, ok := (*r.m.Load())[string(name)]
-	return e, ok
-}
 
 // Static reasons sent with library statuses; sending them allocates nothing.
 var (
 	reasonNoHandler    = []byte("no handler for this request")
 	reasonEmpty        = []byte("empty request text")
 	reasonHandlerError = []byte("handler error")
-	reasonTimeout      = []byte("handler timed out")
 	reasonBadMAC       = []byte("HMAC verification failed")
-	protoOK            = []byte{codec.ProtocolVersion}
 )
 
 // session is the per-connection state both engines share with dispatch.
 // It is kept small: an idle reactor connection holds only this and gnet's
 // own state.
+//
+// The fields below ctx are the protocol session's state. They are read and
+// written only by the goroutine serving the connection's current frame
+// (the transports serve one frame at a time per connection, in order, and
+// hand the connection from goroutine to goroutine with a synchronising
+// operation), so they need no lock.
 type session struct {
 	srv  *Server
 	info ConnInfo
 	ctx  connContext
+
+	fmac    *codec.FrameMAC // version 1, keyed: the session key's MAC; nil otherwise
+	seq     uint32          // version 1: the seq of the last request accepted
+	seqDone bool            // version 1: seq 2^32−1 was accepted; nothing more is
+	ver     uint8           // the negotiated protocol version (also in info.Version)
+	sess    uint8           // sessNew, sessV0, sessV1 or sessClosed
 }
 
 func (s *session) init(srv *Server) {
@@ -92,13 +52,19 @@ func (s *session) init(srv *Server) {
 type exchange struct {
 	req  Request
 	bufs codec.Buffers
-	mac  *codec.MAC // nil without HMAC
-	// canWait is set by the transport when the goroutine running this
-	// exchange may block (a worker, std's goroutine), false on an event
-	// loop.
+	mac  *codec.MAC // version-0 MAC; nil without HMAC
+
+	// canWait says dispatch may block this goroutine waiting for room (a
+	// handler's MaxConcurrent slot) and may run the handler under a
+	// pre-empting timeout. A transport that dispatches on its event loop
+	// sets it to false for that frame; getExchange returns exchanges with
+	// it true, except on a server whose handlers all run inline.
 	canWait bool
-	timed   timedState // timeout.go
-	std     *stdConn   // the std connection owning this exchange, if any
+	// proto holds the payload of a version-1 PROTOCHECK answer: 0x01 and
+	// the server's nonce.
+	proto [1 + codec.NonceLen]byte
+	timed timedState // timeout.go
+	std   *stdConn   // the std connection owning this exchange, if any
 
 	// Reactor only: the request in flight and its result.
 	rc    *rconn
@@ -108,7 +74,7 @@ type exchange struct {
 }
 
 func (s *Server) newExchange() *exchange {
-	x := &exchange{}
+	x := &exchange{canWait: !s.inlineHandlers}
 	if s.mac != nil {
 		x.mac = s.mac.Clone()
 	}
@@ -126,6 +92,7 @@ func (s *Server) putExchange(x *exchange) {
 	x.rc = nil
 	x.cur = codec.Frame{}
 	x.res = result{}
+	x.canWait = !s.inlineHandlers
 	s.exchanges.Put(x)
 }
 
@@ -143,62 +110,116 @@ type result struct {
 	// abandoned is set when a timed-out handler may still be using the
 	// request's bytes: the caller must not reuse the buffer holding them.
 	abandoned bool
+	// asV0 frames the answer as version 0 (with a version-0 MAC when
+	// keyed) on a session that is version 1 by now: the answer to the
+	// PROTOCHECK that negotiated it.
+	asV0 bool
 }
 
-// dispatch answers one verified frame. It runs on whichever goroutine the
-// engine runs handlers on. The returned payload may alias f.Payload.
+// dispatch answers one frame: it verifies the frame's MAC (version 0: the
+// payload's; version 1: the tag under the session key) and, on version 1,
+// the sequence rule; answers PROTOCHECK (negotiating the version on a
+// session's first frame), an empty request (401), an unknown one (400)
+// and a payload over the handler's own limit (402); takes a slot of the
+// handler's MaxConcurrent (waiting at most the queue timeout when
+// x.canWait, else answering busy at once); runs the handler, under its
+// timeout when it has one; and fits the handler's status to the session's
+// version (statusmap.go).
+//
+// It runs on whichever goroutine the engine runs this connection's frame
+// on, one frame at a time per connection. The returned payload may alias
+// f.Payload.
 func (s *session) dispatch(x *exchange, f codec.Frame) result {
 	srv := s.srv
-	if x.mac != nil {
-		if err := x.mac.Verify(f.Payload, f.MAC); err != nil {
-			return result{status: codec.StatusBadMAC, payload: reasonBadMAC, closes: true}
+	if r, ok := s.verify(x, f); !ok {
+		return r
+	}
+	if string(f.Request) == codec.ProtoCheck {
+		return s.protoCheck(x, f)
+	}
+	if s.sess == sessNew {
+		if r, ok := s.begin(f); !ok {
+			return r
 		}
 	}
 	if len(f.Request) == 0 {
 		return result{status: codec.StatusEmptyRequest, payload: reasonEmpty}
 	}
-	if string(f.Request) == codec.ProtoCheck {
-		if len(f.Payload) == 1 && f.Payload[0] == codec.ProtocolVersion {
-			return result{status: codec.StatusOK, payload: protoOK}
-		}
-		return result{status: codec.StatusVersionMismatch, payload: protoOK, closes: true}
-	}
 	e, ok := srv.handlers.lookup(f.Request)
 	if !ok {
 		return result{status: codec.StatusNoHandler, payload: reasonNoHandler}
 	}
-	if srv.cfg.HandlerTimeout > 0 {
-		return s.dispatchTimeout(x, e, f)
+	if uint32(len(f.Payload)) > e.maxPayload {
+		// The transport refuses this from the header; this catches a
+		// frame parsed under another limit.
+		le := &codec.LimitError{Declared: uint64(len(f.Payload)), Limit: uint64(e.maxPayload)}
+		s.logRefusal(f, codec.StatusPayloadTooLarge, "petrel: frame refused")
+		return s.refuse(codec.StatusPayloadTooLarge, []byte(le.Reason()))
+	}
+	to := e.timeout()
+	if !e.acquire(&s.ctx, x.canWait, srv.cfg.QueueTimeout) {
+		return s.busyResult()
+	}
+	if to > 0 && x.canWait {
+		if srv.stats.abandoned.Load() >= srv.disp.maxAbandoned {
+			e.release()
+			return s.busyResult()
+		}
+		return s.finish(e, s.dispatchTimeout(x, e, f, to))
+	}
+	var start time.Time
+	if to > 0 {
+		start = time.Now()
 	}
 	x.req = Request{Name: e.name, Seq: f.Seq, Payload: f.Payload, Conn: &s.info}
 	st, p := s.call(&s.ctx, e, &x.req)
 	x.req = Request{}
-	return result{status: st, payload: p}
+	if to > 0 && time.Since(start) > to {
+		// A handler that cannot be pre-empted (it ran on the event
+		// loop) and overran its timeout.
+		s.logTimeout(e, to)
+		return s.timeoutResult()
+	}
+	return s.finish(e, result{status: st, payload: p})
 }
 
-// call runs a handler, turning errors and panics into 500.
+// finish checks a handler's answer: a payload the length field cannot hold
+// is answered 501 (and closed) here, so that the status the engines act on
+// and count is the one sent; a status the session cannot receive is
+// replaced (mapStatus).
+func (s *session) finish(e entry, r result) result {
+	if uint64(len(r.payload)) > maxAnswerPayload {
+		s.srv.log.Error("petrel: answer payload over 4 GiB", "request", e.name, "conn", s.info.ID,
+			"status", int(codec.StatusInternalError), "len", uint64(len(r.payload)))
+		return result{status: codec.StatusInternalError, closes: true, abandoned: r.abandoned}
+	}
+	return s.mapStatus(e, r)
+}
+
+// call runs a handler, turning errors and panics into 500, and releases the
+// handler's MaxConcurrent slot (taken by dispatch) when the handler
+// returns. A handler's error is answered with the payload it returned
+// beside the error when that is not nil, else with "handler error"; the
+// error text is logged (rate-limited), never sent. A panic is logged with
+// its stack at most once per handler per log interval and answered 500
+// "handler error".
 func (s *session) call(ctx context.Context, e entry, req *Request) (st codec.Status, p []byte) {
+	defer e.release()
 	defer func() {
 		if v := recover(); v != nil {
-			s.srv.log.Error("petrel: handler panicked", "request", e.name, "conn", s.info.ID,
-				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			s.logPanic(e, v)
 			st, p = codec.StatusHandlerError, reasonHandlerError
 		}
 	}()
 	code, payload, err := e.h(ctx, req)
 	if err != nil {
-		if s.srv.log.Enabled(context.Background(), slog.LevelError) {
-			s.srv.log.Error("petrel: handler error", "request", e.name, "conn", s.info.ID, "err", err)
+		if s.srv.logOn(slog.LevelError) {
+			s.srv.logRated(e.errorKey, slog.LevelError, "petrel: handler error", "request", e.name, "conn", s.info.ID, "err", err)
 		}
-		return codec.StatusHandlerError, reasonHandlerError
-	}
-	if uint64(len(payload)) > maxAnswerPayload {
-		// The length field cannot hold it: answer 501 (and close) here,
-		// so that the status the engines act on and count is the one
-		// sent.
-		s.srv.log.Error("petrel: answer payload over 4 GiB", "request", e.name, "conn", s.info.ID,
-			"status", int(codec.StatusInternalError), "len", uint64(len(payload)))
-		return codec.StatusInternalError, nil
+		if payload == nil {
+			payload = reasonHandlerError
+		}
+		return codec.StatusHandlerError, payload
 	}
 	if code == 0 {
 		code = uint16(codec.StatusOK)
@@ -206,46 +227,101 @@ func (s *session) call(ctx context.Context, e entry, req *Request) (st codec.Sta
 	return codec.Status(code), payload
 }
 
+// logPanic logs a handler's panic: with its stack for the first of the
+// interval, then a line without, then nothing until the interval ends.
+func (s *session) logPanic(e entry, v any) {
+	srv := s.srv
+	if !srv.logOn(slog.LevelError) {
+		return
+	}
+	ok, first, suppressed := srv.disp.rate.take(e.panicKey, time.Now())
+	if !ok {
+		return
+	}
+	args := make([]any, 0, 10)
+	args = append(args, "request", e.name, "conn", s.info.ID, "panic", fmt.Sprint(v))
+	if first {
+		args = append(args, "stack", string(debug.Stack()))
+	}
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	srv.log.Error("petrel: handler panicked", args...)
+}
+
+func (s *session) logTimeout(e entry, to time.Duration) {
+	if s.srv.logOn(slog.LevelWarn) {
+		s.srv.logRated("timeout", slog.LevelWarn, "petrel: handler timed out", "request", e.name, "conn", s.info.ID, "timeout", to)
+	}
+}
+
 // maxAnswerPayload is the longest payload a frame's length field holds.
 const maxAnswerPayload = 0xFFFFFFFF
 
-// dispatchTimeout runs the handler under the server's handler timeout
-// (timeout.go): no goroutine of its own; the timer answers for a handler
-// that overruns.
-func (s *session) dispatchTimeout(x *exchange, e entry, f codec.Frame) result {
+// dispatchTimeout runs the handler under its timeout to (timeout.go): no
+// goroutine of its own; the timer answers for a handler that overruns,
+// which is then abandoned (it keeps its Request and the frame's bytes,
+// counted in Stats.Abandoned until it returns).
+func (s *session) dispatchTimeout(x *exchange, e entry, f codec.Frame, to time.Duration) result {
 	x.req = Request{Name: e.name, Seq: f.Seq, Payload: f.Payload, Conn: &s.info}
-	r, abandoned := s.runTimed(x, e, &x.req, s.srv.cfg.HandlerTimeout)
+	r, abandoned := s.runTimed(x, e, &x.req, to)
 	if !abandoned {
 		x.req = Request{}
 	}
 	return r
 }
 
-// frame returns the answer to f as writev slices held in x.bufs. The
-// slices alias f.Request and r.payload.
+// encode frames out for the session: version 0 with its MAC (also when
+// asV0), version 1 with the tag under the session key in direction 'S'.
+func (s *session) encode(x *exchange, out codec.Frame, asV0 bool) ([][]byte, error) {
+	if s.ver == codec.ProtocolV0 || asV0 {
+		return x.bufs.Frame(out, x.mac)
+	}
+	return x.bufs.FrameV1(out, s.fmac, codec.ServerToClient)
+}
+
+// frame returns the answer to f as writev slices held in x.bufs, framed
+// for the session's version (the PROTOCHECK answer that negotiated version
+// 1 as version 0). The slices alias f.Request and r.payload. Same
+// goroutine as the dispatch that returned r, before the next frame's opts.
 func (s *session) frame(x *exchange, f codec.Frame, r result) [][]byte {
-	v, err := x.bufs.Frame(codec.Frame{Status: r.status, Seq: f.Seq, Request: f.Request, Payload: r.payload}, x.mac)
+	v, err := s.encode(x, codec.Frame{Status: r.status, Seq: f.Seq, Request: f.Request, Payload: r.payload}, r.asV0)
 	if err != nil {
-		// Only a payload over 4 GiB can fail here: answer 501 instead.
+		// Only a payload over 4 GiB can fail here (finish answers that
+		// 501 already): answer 501 instead.
 		s.srv.log.Error("petrel: cannot frame answer", "request", string(f.Request), "err", err)
-		v, _ = x.bufs.Frame(codec.Frame{Status: codec.StatusInternalError, Seq: f.Seq, Request: f.Request}, x.mac)
+		v, _ = s.encode(x, codec.Frame{Status: codec.StatusInternalError, Seq: f.Seq, Request: f.Request}, r.asV0)
 	}
 	return v
 }
 
-// refusal logs and counts a frame refused from its header (402) and
-// returns its answer, built from the header's seq and an empty request
-// text. buffered is what the connection had buffered, all counted as read.
+// refusal logs (rate-limited) and counts a frame the transport refused
+// from its header (402 for a *codec.LimitError, else the error's status)
+// and returns its answer: the header's seq, the request text echoed (the
+// transport waits for it; buffered must hold the header and, to be
+// echoed, the request text), the reason as payload, framed and signed for
+// the session's version. The connection is to be closed after it.
+// buffered is what the connection had buffered, all counted as read.
 func (s *session) refusal(x *exchange, buffered []byte, err error) [][]byte {
 	st := codec.StatusOf(err)
-	s.srv.log.Log(context.Background(), st.Level(), "petrel: frame refused", "conn", s.info.ID,
-		"remote", s.info.RemoteAddr, "status", int(st), "err", err)
 	h, _ := codec.ParseHeader(buffered)
-	reason := []byte(err.Error())
-	if le, ok := err.(*codec.LimitError); ok {
-		reason = []byte(le.Reason())
+	var req []byte
+	if end := codec.HeaderLen + int(h.RequestLen); len(buffered) >= codec.HeaderLen && len(buffered) >= end {
+		req = buffered[codec.HeaderLen:end:end]
 	}
-	v, _ := x.bufs.Frame(codec.Frame{Status: st, Seq: h.Seq, Payload: reason}, x.mac)
+	if s.srv.logOn(st.Level()) {
+		s.srv.logRated("refusal", st.Level(), "petrel: frame refused", "conn", s.info.ID,
+			"remote", s.info.RemoteAddr, "status", int(st), "err", err)
+	}
+	var reason []byte
+	var le *codec.LimitError
+	if errors.As(err, &le) {
+		reason = []byte(le.Reason())
+	} else {
+		reason = []byte(err.Error())
+	}
+	s.sess = sessClosed
+	v, _ := s.encode(x, codec.Frame{Status: st, Seq: h.Seq, Request: req, Payload: reason}, false)
 	s.srv.stats.answered(s.info.ID, st, len(buffered), vecLen(v))
 	return v
 }

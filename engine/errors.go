@@ -13,8 +13,12 @@ var (
 	// ErrConfig wraps every configuration error from [Listen].
 	ErrConfig = errors.New("petrel: invalid config")
 	// ErrBadName: a handler name that is empty, longer than 255 bytes, or
-	// reserved (PROTOCHECK).
+	// reserved (PROTOCHECK; names beginning "petrel." while
+	// [Config.Introspection] is on), or a nil handler.
 	ErrBadName = errors.New("petrel: invalid handler name")
+	// ErrBadOptions: [HandlerOptions] that cannot be honoured (a negative
+	// MaxConcurrent).
+	ErrBadOptions = errors.New("petrel: invalid handler options")
 	// ErrSignal is what [Server.Err] reports after a SIGINT or SIGTERM
 	// shut the server down; it wraps ErrServerClosed.
 	ErrSignal = fmt.Errorf("petrel: server closed by signal: %w", ErrServerClosed)

@@ -8,21 +8,35 @@ import (
 )
 
 // Handler answers one request. It returns the answer's status (200 for
-// success; any code the application likes, codes above 1024 being its own),
-// the answer's payload, and an error. A non-nil error is logged and answered
-// with status 500 and an empty payload; the error text is not sent to the
-// client. A panic is recovered, logged with its stack and answered with 500.
+// success, and 0 means 200; any code the application likes, codes above
+// 1024 being its own), the answer's payload, and an error.
+//
+// A non-nil error is logged (rate-limited) and answered with status 500:
+// with the payload returned beside it when that is not nil (as the
+// original Petrel does, so a [Classic] handler behaves as it did there),
+// else with the payload "handler error". The error text is never sent to
+// the client. A status of 500 with a payload and no error is sent as it
+// is. A panic is recovered, logged (with its stack at most once per
+// handler per log interval) and answered 500 "handler error".
+//
+// Codes 0–1024 belong to the protocol: on a version-0 (classic) session a
+// code the original client's table lacks (201, 503, ...) is sent as 500
+// with the handler's payload, and on a version-1 session any code up to
+// 1024 that the protocol does not list is; a warning is logged either way.
+// Whatever the code, a handler's answer never closes the connection.
 //
 // ctx is cancelled when the connection drops, the server stops, or the
-// server's handler timeout passes.
+// handler's timeout ([HandlerOptions.Timeout], else
+// [Config.HandlerTimeout]) passes.
 //
 // The request and its payload are valid only until the handler returns:
 // copy what you keep. The returned payload may alias the request payload
 // (an echo costs no copy); the server is done with it once the answer has
 // been written, so a handler must not modify it afterwards.
 //
-// On the reactor engine with [Config.Inline] set, handlers run on the event
-// loop and must never block.
+// On the reactor engine with [Config.Inline] set, or registered with
+// [HandlerOptions.NonBlocking], handlers run on the event loop and must
+// never block.
 type Handler func(ctx context.Context, req *Request) (status uint16, payload []byte, err error)
 
 // Middleware wraps a handler, to add logging, metrics or authorisation to
@@ -78,8 +92,9 @@ func Classic(f func(payload []byte) (uint16, []byte, error)) Handler {
 	}
 }
 
-// HandlerOptions are one handler's own settings. The zero value of each
-// field means the server-wide setting.
+// HandlerOptions are one handler's own settings, given to [Server.Handle]
+// or through [Config.HandlerOptions]. The zero value of each field means
+// the server-wide setting.
 type HandlerOptions struct {
 	// NonBlocking promises that the handler never blocks (no I/O, no
 	// locks held for long, no waiting on channels): on the reactor it then
@@ -96,8 +111,12 @@ type HandlerOptions struct {
 	// header and request text have arrived, before any of its payload is
 	// read.
 	MaxPayload uint32
-	// MaxConcurrent bounds how many requests of this handler run at once;
-	// 0 means no bound. The excess waits at most Config.QueueTimeout, then
-	// is answered busy.
+	// MaxConcurrent bounds how many requests of this handler run at once,
+	// across all connections; 0 means no bound, negative is an error
+	// ([ErrBadOptions]). The excess waits at most Config.QueueTimeout, then
+	// is answered busy (503, or 500 "server busy" on version 0) without
+	// running; a request served on the event loop (NonBlocking, Inline)
+	// does not wait: it is answered busy at once. A slot is held until the
+	// handler returns, even after its timeout answered for it.
 	MaxConcurrent int
 }

@@ -773,7 +773,8 @@ func (rc *rconn) serve(f codec.Frame, raw []byte, owned, pending bool) (gnet.Act
 			r = rc.dispatch(x, f)
 		}
 		v := rc.frame(x, f, r)
-		srv.stats.answered(rc.info.ID, r.status, len(raw), vecLen(v))
+		size := vecLen(v)
+		srv.stats.answered(rc.info.ID, r.status, len(raw), size)
 		_, werr := c.Writev(v)
 		srv.putExchange(x)
 		if werr != nil {
@@ -787,7 +788,7 @@ func (rc *rconn) serve(f codec.Frame, raw []byte, owned, pending bool) (gnet.Act
 		} else {
 			c.Discard(len(raw))
 		}
-		act := rc.sent(r.closes, vecLen(v))
+		act := rc.sent(r.closes, size)
 		return act, act != gnet.None || rc.lc.phase() != phaseIdle
 	}
 	if !owned {

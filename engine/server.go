@@ -138,13 +138,13 @@ func serve(ln net.Listener, cfg Config) (*Server, error) {
 		s.mac = codec.NewMAC(cfg.HMACKey)
 	}
 	s.exchanges.New = func() any { return s.newExchange() }
-	for name, h := range cfg.Handlers {
-		if err := s.handlers.add(name, h); err != nil {
-			return nil, err
-		}
-	}
 	if err := s.initDispatch(); err != nil {
 		return nil, err
+	}
+	for name, h := range cfg.Handlers {
+		if err := s.handlers.add(name, h, cfg.HandlerOptions[name]); err != nil {
+			return nil, err
+		}
 	}
 	var err error
 	switch cfg.Engine {
@@ -168,7 +168,9 @@ func serve(ln net.Listener, cfg Config) (*Server, error) {
 // Handle registers h for requests named name, replacing any handler of that
 // name. It may be called while the server runs. Names are 1 to 255 bytes;
 // PROTOCHECK is built in.
-func (s *Server) Handle(name string, h Handler) error { return s.handlers.add(name, h) }
+func (s *Server) Handle(name string, h Handler, opts ...HandlerOptions) error {
+	return s.handlers.add(name, h, oneOptions(opts))
+}
 
 // Addr returns the address the server listens on (with the real port when
 // port 0 was asked for).

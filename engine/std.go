@@ -107,7 +107,7 @@ type stdConn struct {
 	t    *stdTransport
 	nc   net.Conn
 
-	lastUnsent int // bytes of the last answer the kernel still held, at the last idle timeout
+	lastUnsent int // bytes of the last answer the kernel still held at the last idle timeout; -1 before the first look
 
 	curLen int // bytes of the frame being answered
 
@@ -239,7 +239,7 @@ func (c *stdConn) loop() {
 			return
 		}
 		c.consume(n, r.abandoned)
-		c.lastUnsent = 0
+		c.lastUnsent = -1
 		c.enter(phaseIdle)
 	}
 }
@@ -371,7 +371,10 @@ func (c *stdConn) fill(need int) error {
 					// The idle timer runs from the end of the last answer:
 					// while the kernel still delivers it to a slow reader,
 					// the connection is not idle.
-					if u := connUnsent(c.nc); u > 0 && (c.lastUnsent == 0 || u < c.lastUnsent) {
+					u := connUnsent(c.nc)
+					progressing := u > 0 && (c.lastUnsent < 0 || u < c.lastUnsent)
+					justDone := u == 0 && c.lastUnsent > 0 // the answer ended since the last look
+					if progressing || justDone {
 						c.lastUnsent = u
 						c.enter(phaseIdle)
 						continue
