@@ -114,6 +114,13 @@ func newReactorTransport(srv *Server) (*reactorTransport, error) {
 			return nil, fmt.Errorf("petrel: worker pool: %w", err)
 		}
 		t.pool = p
+		srv.onAbandon = func(delta int) {
+			p.Tune(p.Cap() + delta)
+			if delta > 0 && t.overflow.n.Load() > 0 {
+				// A worker more: let it take a queued request.
+				_ = p.Submit(t.drainOverflow)
+			}
+		}
 	}
 	loops := cfg.EventLoops
 	if loops == 0 {
@@ -745,11 +752,7 @@ func (rc *rconn) process() gnet.Action {
 // mustRefuseBusy reports whether a blocking request must be answered busy
 // at once because too many timed-out handlers are still running.
 func (rc *rconn) mustRefuseBusy() bool {
-	limit := rc.srv.cfg.MaxAbandoned
-	if limit == 0 {
-		limit = rc.t.workers
-	}
-	return rc.srv.stats.abandoned.Load() >= int64(limit)
+	return rc.srv.stats.abandoned.Load() >= rc.srv.disp.maxAbandoned
 }
 
 // serve answers frame f, whose bytes are raw. owned says raw is rc.in;

@@ -51,6 +51,9 @@ type Server struct {
 
 	connGone chan struct{} // signalled (non-blocking) when a connection closes
 	budget   *budget       // Config.MaxBuffered
+	// onAbandon, set by the transport before serving, hears of handlers
+	// abandoned (+1) and returning (−1).
+	onAbandon func(delta int)
 
 	// Fields owned by the dispatch layer (dispatch.go and its files),
 	// set up by initDispatch.

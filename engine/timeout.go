@@ -53,7 +53,7 @@ func (s *session) runTimed(x *exchange, e entry, req *Request, d time.Duration) 
 	ts.timer.Stop()
 	if !ts.state.CompareAndSwap(timedRunning, timedDone) {
 		// The timer answered for us: we were abandoned.
-		s.srv.stats.abandoned.Add(-1)
+		s.srv.abandon(-1)
 		return result{answered: true}, true
 	}
 	ts.ctx.detach()
@@ -77,7 +77,7 @@ func (s *session) expire(x *exchange) {
 	if !ts.state.CompareAndSwap(timedRunning, timedOut) {
 		return
 	}
-	s.srv.stats.abandoned.Add(1)
+	s.srv.abandon(1)
 	s.srv.logRated("timeout", slog.LevelWarn, "petrel: handler timed out; answered for it", "conn", s.info.ID)
 	r := s.timeoutResult()
 	r.abandoned = true
@@ -165,3 +165,14 @@ func (c *reqContext) Err() error {
 
 func (c *reqContext) Value(any) any  { return nil }
 func (c *reqContext) String() string { return "petrel.reqContext" }
+
+// abandon counts handlers abandoned (+1) or back (−1). On the reactor an
+// abandoned handler keeps its worker, so the pool grows by one for as long
+// as it runs: the others are served as before, and MaxAbandoned bounds
+// the growth.
+func (s *Server) abandon(delta int64) {
+	s.stats.abandoned.Add(delta)
+	if s.onAbandon != nil {
+		s.onAbandon(int(delta))
+	}
+}

@@ -141,10 +141,13 @@ func TestHandlerPanics(t *testing.T) {
 	})
 }
 
-// Handlers that never return, with a handler timeout: each is answered 503
-// once the timeout passes, its context is cancelled, its connection stays
-// usable, and, although they never return, a small worker pool goes on
-// serving everyone else.
+// Handlers that never return, with a handler timeout: each is answered as
+// timed out once the timeout passes (500 "handler timeout" on version 0),
+// its context is cancelled, its connection stays usable, and, although
+// they never return, a small worker pool goes on serving everyone else
+// (an abandoned handler keeps its worker; the pool grows by one for it, up
+// to MaxAbandoned). One more beyond MaxAbandoned is answered busy without
+// running.
 func TestHandlerNeverReturns(t *testing.T) {
 	forEach(t, func(t *testing.T, v variant) {
 		if !v.blocking() {
@@ -156,8 +159,8 @@ func TestHandlerNeverReturns(t *testing.T) {
 			timeout = 150 * time.Millisecond
 		)
 		release := make(chan struct{})
-		ctxDone := make(chan struct{}, hung)
-		exited := make(chan struct{}, hung)
+		ctxDone := make(chan struct{}, hung+1)
+		exited := make(chan struct{}, hung+1)
 		h := baseHandlers(v)
 		h["hang"] = func(ctx context.Context, _ *engine.Request) (uint16, []byte, error) {
 			defer func() { exited <- struct{}{} }()
@@ -170,10 +173,10 @@ func TestHandlerNeverReturns(t *testing.T) {
 			<-release // and keep hanging, ignoring the cancellation
 			return 200, []byte("late"), nil
 		}
-		srv := listen(t, v, engine.Config{Workers: workers, HandlerTimeout: timeout, Handlers: h})
+		srv := listen(t, v, engine.Config{Workers: workers, HandlerTimeout: timeout, MaxAbandoned: hung + 1, Handlers: h})
 		t.Cleanup(func() {
 			close(release)
-			for range hung {
+			for range hung + 1 {
 				<-exited
 			}
 		})
@@ -233,8 +236,23 @@ func TestHandlerNeverReturns(t *testing.T) {
 		if n := len(exited); n != 0 {
 			t.Fatalf("%d hung handlers returned before the release", n)
 		}
-		if got := srv.Stats().ByStatus["503"]; got != hung {
-			t.Errorf("%d answers 503, want %d", got, hung)
+		if st := srv.Stats(); st.Abandoned != hung {
+			t.Errorf("Abandoned = %d, want %d", st.Abandoned, hung)
+		}
+		// One more may time out and be abandoned (13 = MaxAbandoned);
+		// past that, a request is answered busy without running.
+		extra := mustDial(t, srv, nil)
+		for i, want := range []string{"handler timeout", "server busy"} {
+			if _, err := extra.send("hang", nil); err != nil {
+				t.Fatal(err)
+			}
+			f, err := extra.recv(ioTimeout)
+			if err != nil || f.Status != codec.StatusHandlerError || string(f.Payload) != want {
+				t.Errorf("extra %d: %v, status %d %q, want 500 %q", i, err, f.Status, f.Payload, want)
+			}
+			if i == 0 {
+				testnet.RecvOrFail(t, ctxDone, ioTimeout, "the extra handler's context to be cancelled")
+			}
 		}
 	})
 }
