@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/petrel-rpc/petrel/codec"
+	"github.com/petrel-rpc/petrel/engine"
 )
 
 // childEnv marks a test binary started as the server role.
@@ -54,6 +56,18 @@ func testSystems() []System {
 			Doc:      "test double: flips a payload bit in every connection's first echo",
 			Protocol: ProtoPetrel,
 			Serve:    serveBroken(func(n int, f *codec.Frame) { corruptAt(n, 1, f) }),
+		},
+		System{
+			Name:     "fake-v1",
+			Doc:      "test double: a goroutine-per-connection server speaking protocol version 1 only",
+			Protocol: ProtoPetrel,
+			Serve:    serveFakeV1(false),
+		},
+		System{
+			Name:     "v0-only",
+			Doc:      "test double: the stdlib floor (version 0 only) without saying so",
+			Protocol: ProtoPetrel,
+			Serve:    serveFloorStd,
 		},
 	)
 }
@@ -515,3 +529,215 @@ func TestChartsOneConnectionCount(t *testing.T) {
 		t.Errorf("charts %v, want 4 files", files)
 	}
 }
+
+// serveFakeV1 is a small goroutine-per-connection server that speaks only
+// protocol version 1 as docs/PROTOCOL.md defines it: a version-0
+// PROTOCHECK is answered 497 0x01; the version-1 one (under the version-0
+// MAC when keyed) is answered 200 0x01 ‖ server nonce; after it, every
+// request must carry the session key's tag in direction 'C' and a seq one
+// more than the previous one, or it is answered 502 (498 unkeyed) and the
+// connection closed. Answers are tagged in direction 'S' (or, with
+// wrongDir, 'C': an answer the client must refuse).
+func serveFakeV1(wrongDir bool) func(context.Context, ServeConfig) (Server, error) {
+	return func(_ context.Context, c ServeConfig) (Server, error) {
+		ln, err := listen(c.Addr, c.TLS)
+		if err != nil {
+			return nil, err
+		}
+		dir := codec.ServerToClient
+		if wrongDir {
+			dir = codec.ClientToServer
+		}
+		return startConnServer(ln, func(conn net.Conn) { fakeV1Conn(conn, c.HMACKey, dir) }), nil
+	}
+}
+
+func fakeV1Conn(conn net.Conn, key []byte, dir codec.Direction) {
+	var fr frameReader
+	var out []byte
+	opts := codec.Options{MAC: key != nil}
+	var mac0 *codec.MAC
+	if key != nil {
+		mac0 = codec.NewMAC(key)
+	}
+	f, err := fr.next(conn, opts)
+	if err != nil || string(f.Request) != codec.ProtoCheck {
+		return
+	}
+	if mac0 != nil && mac0.Verify(f.Payload, f.MAC) != nil {
+		return
+	}
+	v, clientNonce, err := codec.ParseProtoCheck(f.Payload)
+	if err != nil || v != codec.ProtocolV1 {
+		out, _ = codec.AppendFrame(out[:0], codec.Frame{Status: codec.StatusVersionMismatch, Seq: f.Seq, Request: f.Request, Payload: []byte{codec.ProtocolV1}}, mac0)
+		conn.Write(out)
+		return
+	}
+	clientNonce = append([]byte(nil), clientNonce...)
+	var serverNonce [codec.NonceLen]byte
+	rand.Read(serverNonce[:])
+	seq := f.Seq
+	out, _ = codec.AppendFrame(out[:0], codec.Frame{Status: codec.StatusOK, Seq: seq, Request: f.Request, Payload: codec.AppendProtoCheck(nil, codec.ProtocolV1, serverNonce[:])}, mac0)
+	if _, err := conn.Write(out); err != nil {
+		return
+	}
+	var fm *codec.FrameMAC
+	if key != nil {
+		k := codec.SessionKey(key, clientNonce, serverNonce[:])
+		fm = codec.NewFrameMAC(k[:])
+	}
+	opts.Version = codec.ProtocolV1
+	for {
+		f, err := fr.next(conn, opts)
+		if err != nil {
+			return
+		}
+		a := codec.Frame{Status: codec.StatusOK, Seq: f.Seq, Request: f.Request, Payload: f.Payload}
+		refuse := false
+		switch {
+		case fm != nil && fm.Verify(codec.ClientToServer, f) != nil:
+			a.Status, a.Payload, refuse = codec.StatusBadMAC, nil, true
+		case f.Seq != seq+1:
+			a.Status, a.Payload, refuse = codec.StatusReadError, nil, true
+			if fm != nil {
+				a.Status = codec.StatusBadMAC
+			}
+		case string(f.Request) != reqEcho && string(f.Request) != reqSleep:
+			a.Status, a.Payload = codec.StatusNoHandler, nil
+		}
+		seq = f.Seq
+		out, _ = codec.AppendFrameV1(out[:0], a, fm, dir)
+		if _, err := conn.Write(out); err != nil || refuse {
+			return
+		}
+	}
+}
+
+func startTestServer(t testing.TB, serve func(context.Context, ServeConfig) (Server, error), key []byte) Server {
+	t.Helper()
+	s, err := serve(context.Background(), ServeConfig{Addr: "127.0.0.1:0", HMACKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestV1Client: the load client negotiates version 1 with and without a
+// key, signs and verifies whole frames under the session key and keeps seq
+// strictly one more per request; it refuses an answer tagged for the wrong
+// direction, and a version-0 server makes it fail at once with ErrNoV1.
+func TestV1Client(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	key := []byte("test-key")
+	for _, k := range [][]byte{nil, key} {
+		t.Run(fmt.Sprintf("keyed=%v", k != nil), func(t *testing.T) {
+			s := startTestServer(t, serveFakeV1(false), k)
+			cl, err := dialPetrel(ctx, dialConfig{addr: s.Addr(), hmac: k, version: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.close()
+			cl.setDeadline(time.Now().Add(20 * time.Second))
+			for i, size := range []int{0, 64, 100 << 10} { // 100 KiB: the vectored write
+				p := make([]byte, size)
+				fillPayload(p, i)
+				got, err := cl.call(reqEcho, p)
+				if err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+				if err := verify(System{Name: "fake-v1"}, Scenario{Name: "v1"}, 0, int64(i), got, p); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+	t.Run("wrong-direction", func(t *testing.T) {
+		s := startTestServer(t, serveFakeV1(true), key)
+		cl, err := dialPetrel(ctx, dialConfig{addr: s.Addr(), hmac: key, version: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.close()
+		cl.setDeadline(time.Now().Add(20 * time.Second))
+		if _, err := cl.call(reqEcho, []byte("x")); !errors.Is(err, codec.ErrBadMAC) {
+			t.Fatalf("answer tagged 'C' accepted: %v", err)
+		}
+	})
+	for _, k := range [][]byte{nil, key} {
+		t.Run(fmt.Sprintf("v0-server/keyed=%v", k != nil), func(t *testing.T) {
+			s := startTestServer(t, serveFloorStd, k)
+			_, err := dialPetrel(ctx, dialConfig{addr: s.Addr(), hmac: k, version: 1})
+			if !errors.Is(err, ErrNoV1) || !strings.Contains(err.Error(), "server does not speak protocol version 1") {
+				t.Fatalf("version 1 against a version-0 server: %v, want ErrNoV1", err)
+			}
+		})
+	}
+	// A version-1 server sees the version-0 client as before.
+	s := startTestServer(t, serveFakeV1(false), nil)
+	if _, err := dialPetrel(ctx, dialConfig{addr: s.Addr()}); err == nil || !strings.Contains(err.Error(), "497") {
+		t.Fatalf("version 0 against a version-1-only server: %v, want 497", err)
+	}
+}
+
+// TestV1ClientEngine runs the version-1 client against the engine in this
+// checkout: until the engine speaks version 1 the client must fail at once
+// with ErrNoV1; once it does, keyed and unkeyed sessions must work.
+func TestV1ClientEngine(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, kind := range []engine.Kind{engine.Std, engine.Reactor} {
+		for _, k := range [][]byte{nil, []byte("test-key")} {
+			t.Run(fmt.Sprintf("%s/keyed=%v", kind, k != nil), func(t *testing.T) {
+				s := startTestServer(t, serveEngine(kind, false), k)
+				cl, err := dialPetrel(ctx, dialConfig{addr: s.Addr(), hmac: k, version: 1})
+				if errors.Is(err, ErrNoV1) {
+					t.Skipf("the engine does not speak version 1 yet: %v", err)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer cl.close()
+				cl.setDeadline(time.Now().Add(20 * time.Second))
+				for i := range 3 {
+					p := []byte(fmt.Sprint("payload ", i))
+					got, err := cl.call(reqEcho, p)
+					if err != nil || string(got) != string(p) {
+						t.Fatalf("call %d: %q, %v", i, got, err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestV1Scenario: a version-1 HMAC scenario runs end to end on a
+// version-1 server, is skipped on systems that lack version 1, and fails
+// the run with a clear error, not a hang, on one that only claims it.
+func TestV1Scenario(t *testing.T) {
+	sc := tiny("hmac-v1-c2", 2, 64)
+	sc.HMAC, sc.Version = true, 1
+	rep, err := Run(context.Background(), Options{Systems: pick(t, "fake-v1", "floor-std"), Scenarios: []Scenario{sc}, Command: testCommand(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range rep.Scenarios[0].Results {
+		switch res.System {
+		case "fake-v1":
+			if len(res.Samples) != 1 || res.Samples[0].Requests == 0 {
+				t.Errorf("fake-v1: %+v", res.Samples)
+			}
+		case "floor-std":
+			if !strings.Contains(res.Skipped, "protocol version 1") {
+				t.Errorf("floor-std not skipped: %q", res.Skipped)
+			}
+		}
+	}
+	_, err = Run(context.Background(), Options{Systems: pick(t, "v0-only"), Scenarios: []Scenario{sc}, Command: testCommand(t)})
+	var pe *PointError
+	if !errors.As(err, &pe) || !errors.Is(err, ErrNoV1) || pe.System != "v0-only" {
+		t.Fatalf("version 1 on a version-0 server: %v, want a PointError wrapping ErrNoV1", err)
+	}
+}
+

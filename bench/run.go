@@ -331,7 +331,7 @@ func (r *runner) fail(s System, sc Scenario, err error) error {
 // configuration that reaches it.
 func (r *runner) start(ctx context.Context, s System, sc Scenario) (*child, dialConfig, error) {
 	r.n++
-	d := dialConfig{addr: "127.0.0.1:0"}
+	d := dialConfig{addr: "127.0.0.1:0", version: sc.Version}
 	if sc.Unix {
 		d.addr = "unix://" + filepath.Join(r.dir, fmt.Sprintf("s%d.sock", r.n))
 	}
