@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -29,8 +30,13 @@ const childEnv = "PETREL_BENCH_TEST_CHILD"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
-		// The server role: this test binary serves the test systems.
-		if err := ServeMain(os.Args[1:], testSystems(), os.Stdin, os.Stdout); err != nil {
+		// The server role: this test binary serves the test systems; or
+		// the load role of paced scenarios.
+		role := func() error { return ServeMain(os.Args[1:], testSystems(), os.Stdin, os.Stdout) }
+		if slices.Contains(os.Args[1:], "-load") {
+			role = func() error { return LoadMain(os.Args[1:], os.Stdin, os.Stdout) }
+		}
+		if err := role(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -741,3 +747,98 @@ func TestV1Scenario(t *testing.T) {
 	}
 }
 
+// TestSendAtSpreadsEvenly: the paced schedule spreads 200 connections'
+// sends evenly over each period, one period apart on each connection.
+func TestSendAtSpreadsEvenly(t *testing.T) {
+	const n, bins = 200, 10
+	t0 := time.Unix(1000, 0)
+	period := time.Second
+	var count [bins]int
+	for g := range n {
+		for k := range int64(3) {
+			at := sendAt(t0, g, n, period, k)
+			if d := at.Sub(sendAt(t0, g, n, period, 0)); d != time.Duration(k)*period {
+				t.Fatalf("connection %d, request %d: %v after its first, want %v", g, k, d, time.Duration(k)*period)
+			}
+			off := at.Sub(t0) - time.Duration(k)*period
+			if off < 0 || off >= period {
+				t.Fatalf("connection %d: offset %v outside the period", g, off)
+			}
+			if k == 0 {
+				count[off*bins/period]++
+			}
+		}
+	}
+	for i, c := range count {
+		if c != n/bins {
+			t.Errorf("bin %d of %d holds %d first sends, want %d (counts %v)", i, bins, c, n/bins, count)
+		}
+	}
+}
+
+// TestPacedScenario runs a paced scenario at a small scale (200
+// connections at 10 requests per second, in two load processes of 100
+// each): every request of the measured window is sent and verified, the
+// figures are filled in, and a wrong answer still fails the run.
+func TestPacedScenario(t *testing.T) {
+	sc := Scenario{Name: "c200-10rps", Conns: 200, Payload: 64, Rate: 10, Warmup: 200 * time.Millisecond, Duration: time.Second, Repeats: 2}
+	rep, err := Run(context.Background(), Options{Systems: pick(t, "floor-std", "std"), Scenarios: []Scenario{sc}, Command: testCommand(t), loadPerProc: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range rep.Scenarios[0].Results {
+		if len(res.Samples) != 2 {
+			t.Fatalf("%s: %d samples, want 2", res.System, len(res.Samples))
+		}
+		for _, s := range res.Samples {
+			// Each connection sends Rate·Duration requests in the window.
+			if want := int64(200 * 10); s.Sent != want || s.Requests != want || s.Failures != 0 {
+				t.Errorf("%s: sent %d, verified %d, failures %d (%s); want %d, %d, 0", res.System, s.Sent, s.Requests, s.Failures, s.FirstFailure, want, want)
+			}
+			if s.P50us <= 0 || s.MaxUs < s.P99us || s.RSSBytes <= 0 || s.Goroutines <= 0 || s.ConnectSeconds <= 0 {
+				t.Errorf("%s: sample %+v", res.System, s)
+			}
+		}
+	}
+	var table bytes.Buffer
+	rep.WriteTable(&table)
+	for _, want := range []string{"verified", "failures", "max µs", "scheduled send time"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	sc.Repeats = 1
+	_, err = Run(context.Background(), Options{Systems: pick(t, "broken-first"), Scenarios: []Scenario{sc}, Command: testCommand(t), loadPerProc: 100})
+	var wa *WrongAnswerError
+	if !errors.As(err, &wa) || wa.System != "broken-first" {
+		t.Fatalf("paced load on a broken server: %v, want a wrong answer", err)
+	}
+}
+
+// TestDialSourceAddresses: connections spread over the configured
+// loopback source addresses.
+func TestDialSourceAddresses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	d := dialConfig{addr: ln.Addr().String(), local: []net.IP{net.ParseIP("127.0.0.2"), net.ParseIP("127.0.0.3")}, next: &atomicCounter{}}
+	seen := map[string]int{}
+	for range 4 {
+		c, err := d.dial(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[s.RemoteAddr().(*net.TCPAddr).IP.String()]++
+		s.Close()
+		c.Close()
+	}
+	if seen["127.0.0.2"] != 2 || seen["127.0.0.3"] != 2 {
+		t.Errorf("source addresses used: %v, want two each of 127.0.0.2 and 127.0.0.3", seen)
+	}
+}

@@ -72,6 +72,15 @@ func engineSystems() []System {
 			Serve:    serveEngine(engine.Reactor, true),
 		},
 		{
+			Name:     "reactor-mixed",
+			Doc:      "Petrel reactor engine (gnet), handlers on the worker pool but echo non-blocking, on the event loop",
+			Protocol: ProtoPetrel,
+			Serve:    serveMixed,
+			// Unavailable until engine.Config has HandlerOptions; see
+			// mixed.go.
+			Unavailable: mixedUnavailable,
+		},
+		{
 			Name:     "std",
 			Doc:      "Petrel stdlib engine, goroutine per connection (the baseline)",
 			Protocol: ProtoPetrel,

@@ -37,6 +37,9 @@ type Options struct {
 	// fileLimit returns the open-file limit; nil means raiseFileLimit.
 	// Tests lower it.
 	fileLimit func() uint64
+	// loadPerProc is the most connections a paced scenario's load process
+	// holds; 0 means pacedPerProc. Tests lower it.
+	loadPerProc int
 }
 
 // WrongAnswerError is a verification failure: a system answered a request
@@ -171,8 +174,12 @@ type runner struct {
 	o   Options
 	rep *Report // for notes
 	dir string
-	n   int       // points started, for unique socket names
-	tls *tlsSetup // made on first use
+	n   int // points started, for unique socket names
+	// sources counts the loopback source addresses given to paced load
+	// processes, so that each session gets fresh ones (the last one's
+	// ports may still be in TIME_WAIT).
+	sources int
+	tls     *tlsSetup // made on first use
 }
 
 // tlsSetup is the certificate of TLS scenarios.
@@ -241,7 +248,8 @@ func (r *runner) loadRounds(ctx context.Context, sc Scenario, systems []System, 
 	if r.o.fileLimit != nil {
 		limit = r.o.fileLimit
 	}
-	if need, lim := len(systems)*sc.Conns+fileMargin, int(limit()); need > lim {
+	// A paced scenario's connections live in load processes of their own.
+	if need, lim := len(systems)*(sc.Conns+sc.SleepConns)+fileMargin, int(limit()); sc.Rate == 0 && need > lim {
 		together = false
 		r.rep.note("%s: the open-file limit (%d) cannot hold all %d systems' connections at once; each slice started its own server and connections", sc.Name, lim, len(systems))
 	}

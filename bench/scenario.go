@@ -170,8 +170,21 @@ func Suite(full bool) []Scenario {
 	t.TLS = true
 	m := pt("slowmix-c64-64B", 64, 64, r)
 	m.SlowShare, m.Slow = 0.05, time.Millisecond
+	// Echo at one connection while 32 others keep 50 ms sleeps running:
+	// in one reactor server, echo on the event loop, sleep on the pool.
+	mix := pt("mixed-c1-sleep50ms", 1, 64, 3)
+	mix.Warmup, mix.Duration = 200*time.Millisecond, time.Second
+	mix.SleepConns, mix.Slow = 32, 50*time.Millisecond
+	mix.Only = []string{"reactor-mixed", "reactor-inline", "reactor-pool", "std"}
+	mix.Versus = "reactor-inline"
 	idle := Scenario{Name: "idle-10k", Conns: 10000, Payload: 64, Idle: true, Repeats: rIdle}
-	return append(s, u, h, h1, t, m, idle)
+	s = append(s, u, h, h1, t, m, mix, idle)
+	// One server at the open-file ceiling: 19,000 connections, each one
+	// 64-byte echo a second, spread evenly, from load processes of their own.
+	fd := Scenario{Name: "c19k-1rps", Conns: 19000, Payload: 64, Rate: 1,
+		Warmup: 2 * time.Second, Duration: 5 * time.Second, Repeats: 3,
+		Only: []string{"reactor-pool", "std"}}
+	return append(s, fd)
 }
 
 // SelectScenarios returns the scenarios of all named in names (comma
