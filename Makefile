@@ -12,7 +12,8 @@ FUZZTIME  ?= 3s
 LONGFUZZ  ?= 60s
 # Directory:FuzzTarget pairs (directories from the root) run by `make test`
 # (briefly) and `make fuzz` (long), each in the module that holds it.
-FUZZ      := ./codec:FuzzParse ./codec:FuzzRoundTrip ./internal/reliability:FuzzServerStream
+FUZZ      := ./codec:FuzzParse ./codec:FuzzRoundTrip ./codec:FuzzParseV1 ./codec:FuzzRoundTripV1 \
+	./codec:FuzzProtoCheck ./internal/reliability:FuzzServerStream
 # The interop tests against the classic Petrel: a module of their own whose
 # replace directive points at the peer's source beside the repository.
 INTEROP      := internal/interop
@@ -31,11 +32,12 @@ BENCHFLAGS ?=
 ALL_MODULES = $(MODULES) $(if $(and $(wildcard $(INTEROP)/go.mod),$(wildcard $(INTEROP_PEER))),$(INTEROP))
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-# $(call each,ARGS): run `go ARGS` in every module.
-each = @set -e; for m in $(MODULES); do \
+# $(call each,ARGS): run `go ARGS` in every module; fail after all of them
+# ran if any failed.
+each = @rc=0; for m in $(MODULES); do \
 		echo "== $$m: go $(1)"; \
-		(cd $$m && GOWORK=off $(GO) $(1)); \
-	done
+		(cd $$m && GOWORK=off $(GO) $(1)) || { rc=1; echo "== $$m: go $(1): FAILED"; }; \
+	done; exit $$rc
 
 .PHONY: all build test vet race full-size fuzz-short fuzz cross interop modcheck \
 	modules download bench gobench lint soak clean
