@@ -842,3 +842,58 @@ func TestDialSourceAddresses(t *testing.T) {
 		t.Errorf("source addresses used: %v, want two each of 127.0.0.2 and 127.0.0.3", seen)
 	}
 }
+
+// TestMixedScenario: echo latency at one connection beside connections
+// calling "sleep" back to back: the sleep connections run where handlers
+// may block and report their throughput; a system whose handlers must not
+// block runs the echo alone; every other system's figures are also given
+// as ratios to the Versus system's, and an unavailable system is skipped
+// with its reason.
+func TestMixedScenario(t *testing.T) {
+	sc := tiny("mixed-c1", 1, 64)
+	sc.Repeats, sc.SleepConns, sc.Slow = 2, 4, 10*time.Millisecond
+	sc.Only = []string{"reactor-mixed", "reactor-inline", "std"}
+	sc.Versus = "reactor-inline"
+	rep, err := Run(context.Background(), Options{Systems: pick(t, "reactor-mixed", "reactor-inline", "std", "floor-std"), Scenarios: []Scenario{sc}, Command: testCommand(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range rep.Scenarios[0].Results {
+		switch res.System {
+		case "floor-std":
+			if res.Skipped != notInScenario {
+				t.Errorf("floor-std: skipped %q", res.Skipped)
+			}
+		case "reactor-mixed":
+			if res.Skipped != "" {
+				if !strings.Contains(res.Skipped, "HandlerOptions") {
+					t.Errorf("reactor-mixed: skipped %q", res.Skipped)
+				}
+				continue
+			}
+			fallthrough
+		case "std":
+			for _, s := range res.Samples {
+				if s.SleepConns != 4 || s.SleepThroughput <= 0 || s.Requests == 0 {
+					t.Errorf("%s: sample %+v", res.System, s)
+				}
+			}
+			if st := res.Versus["p50_us"]; st == nil || st.Ratio <= 0 {
+				t.Errorf("%s: no p50 ratio to reactor-inline: %+v", res.System, res.Versus)
+			}
+		case "reactor-inline":
+			for _, s := range res.Samples {
+				if s.SleepConns != 0 || s.Requests == 0 {
+					t.Errorf("%s: sample %+v", res.System, s)
+				}
+			}
+		}
+	}
+	var table bytes.Buffer
+	rep.WriteTable(&table)
+	for _, want := range []string{"sleep req/s", "×reactor-inline", "at most 400 req/s"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+}

@@ -404,7 +404,7 @@ func (r *Report) WriteTable(w io.Writer) {
 		var skipped []string
 		for _, res := range sr.Results {
 			if res.Figures == nil {
-				if res.Skipped != "" {
+				if res.Skipped != "" && res.Skipped != notInScenario {
 					skipped = append(skipped, res.System+" ("+res.Skipped+")")
 				}
 				continue
@@ -460,6 +460,9 @@ func (r *Report) WriteTable(w io.Writer) {
 		if sc.SleepConns > 0 {
 			fmt.Fprintf(w, "   sleep connections call a %v handler back to back: at most %s req/s; %s = ratio to %s paired by round\n",
 				sc.Slow, num(float64(sc.SleepConns)/sc.Slow.Seconds()), v, sc.Versus)
+		}
+		if len(sc.Only) > 0 {
+			fmt.Fprintf(w, "   runs only on %s\n", strings.Join(sc.Only, ", "))
 		}
 		if len(skipped) > 0 {
 			fmt.Fprintf(w, "   skipped: %s\n", strings.Join(skipped, "; "))

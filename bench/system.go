@@ -93,13 +93,17 @@ type System struct {
 	Unavailable string
 }
 
+// notInScenario is why a system that a scenario's Only list leaves out
+// does not run it.
+const notInScenario = "not in this scenario"
+
 // why returns why s cannot run sc, or "" when it can.
 func (s System) why(sc Scenario) string {
 	if s.Unavailable != "" {
 		return s.Unavailable
 	}
 	if len(sc.Only) > 0 && !slices.Contains(sc.Only, s.Name) {
-		return "the scenario runs only on " + strings.Join(sc.Only, ", ")
+		return notInScenario
 	}
 	for _, f := range sc.needs() {
 		if r, ok := s.Lacks[f]; ok {
