@@ -130,7 +130,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	start := time.Now()
 	for _, res := range rep.Scenarios {
 		sc := res.Scenario
-		if sc.Idle {
+		if sc.Idle || sc.Rate > 0 {
 			r.fitIdle(&sc, rep)
 			res.Scenario = sc
 			res.Description = sc.Describe()
@@ -199,10 +199,17 @@ func (r *runner) tlsConfig() (*tlsSetup, error) {
 	return r.tls, nil
 }
 
-// fitIdle scales an idle scenario down to what the open-file limit allows.
+// fitIdle scales an idle or paced scenario down to what the open-file
+// limit allows: the connections of an idle scenario and the server of a
+// paced one live in one process (the server's own files are few, hence
+// the smaller margin).
 func (r *runner) fitIdle(sc *Scenario, rep *Report) {
 	lim := int(raiseFileLimit())
-	if avail := lim - fileMargin; sc.Conns > avail {
+	margin := fileMargin
+	if sc.Rate > 0 {
+		margin = pacedMargin
+	}
+	if avail := lim - margin; sc.Conns > avail {
 		rep.note("%s: open-file limit %d allows %d connections, not %d; scaled down", sc.Name, lim, max(avail, 1), sc.Conns)
 		sc.Conns = max(avail, 1)
 	}
@@ -301,8 +308,9 @@ func (r *runner) loadRounds(ctx context.Context, sc Scenario, systems []System, 
 	return nil
 }
 
-// fileMargin is the open files a run needs beside its connections.
-const fileMargin = 256
+// fileMargin is the open files a run needs beside its connections, and
+// pacedMargin those a server needs beside its connections.
+const fileMargin, pacedMargin = 256, 64
 
 // idleRounds measures an idle scenario: each point is a fresh server
 // process, so that its memory is the connections' alone; systems are
