@@ -55,6 +55,8 @@ type Sample struct {
 	Failures     int64   `json:"failures,omitempty"`
 	FirstFailure string  `json:"first_failure,omitempty"`
 	MaxUs        float64 `json:"max_us,omitempty"`
+	// LoadCPUusPerReq is the load processes' CPU per verified answer.
+	LoadCPUusPerReq float64 `json:"load_cpu_us_per_req,omitempty"`
 	// Scenarios with SleepConns: the sleep connections that ran (0 on a
 	// system whose handlers must not block) and their verified answers
 	// per second; Requests and the latencies are the echo connections'.

@@ -453,6 +453,7 @@ func (r *runner) pacedSlice(ctx context.Context, ss *session, sc Scenario) (Samp
 	smp.P999us = float64(h.ValueAtQuantile(99.9)) / 1e3
 	smp.MaxUs = float64(h.Max()) / 1e3
 	smp.CPUusPerReq = server / float64(n) * 1e6
+	smp.LoadCPUusPerReq = loadCPU / float64(n) * 1e6
 	smp.AllocsPerReq = float64(after.Mallocs-before.Mallocs) / float64(n)
 	smp.SysUsPerReq = (after.SysSeconds - before.SysSeconds) / float64(n) * 1e6
 	smp.CtxSwPerReq = float64(after.CtxSwitches-before.CtxSwitches) / float64(n)

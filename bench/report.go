@@ -110,6 +110,7 @@ var pacedMetrics = append([]metric{
 	{"failures", "failures", func(s Sample) float64 { return float64(s.Failures) }},
 	{"max_us", "max µs", func(s Sample) float64 { return s.MaxUs }},
 	{"connect_seconds", "connect s", func(s Sample) float64 { return s.ConnectSeconds }},
+	{"load_cpu_us_per_req", "load CPU µs/req", func(s Sample) float64 { return s.LoadCPUusPerReq }},
 }, loadMetrics...)
 
 // sleepMetrics are the figures of a scenario with sleep connections.
@@ -395,7 +396,7 @@ func (r *Report) WriteTable(w io.Writer) {
 		case sc.Idle:
 			fmt.Fprintf(tw, "system\tRSS B/conn\t%s\theap B/conn\tgoroutines/conn\tserver RSS MB\tconnect s\t\n", b)
 		case sc.Rate > 0:
-			fmt.Fprintf(tw, "system\tsent\tverified\tfailures\tp50 µs\tp99 µs\t%s\tmax µs\tCPU µs/req\t%s\tRSS MB\tgoroutines\tconnect s\t\n", b, b)
+			fmt.Fprintf(tw, "system\tsent\tverified\tfailures\tp50 µs\tp99 µs\t%s\tmax µs\tCPU µs/req\t%s\tload CPU µs/req\tRSS MB\tgoroutines\tconnect s\t\n", b, b)
 		case sc.SleepConns > 0:
 			fmt.Fprintf(tw, "system\techo req/s\tp50 µs\t%s\t%s\tp99 µs\t%s\t%s\tmax µs\tsleep conns\tsleep req/s\tCPU µs/req\tgoroutines\t\n", b, v, b, v)
 		default:
@@ -417,10 +418,10 @@ func (r *Report) WriteTable(w io.Writer) {
 				return ratio(res.Versus[k])
 			}
 			if sc.Rate > 0 {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.System,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.System,
 					med(f["sent"]), med(f["verified"]), med(f["failures"]),
 					spread(f["p50_us"]), spread(f["p99_us"]), ratio(f["p99_us"]), med(f["max_us"]),
-					spread(f["cpu_us_per_req"]), ratio(f["cpu_us_per_req"]),
+					spread(f["cpu_us_per_req"]), ratio(f["cpu_us_per_req"]), med(f["load_cpu_us_per_req"]),
 					med(f["rss_mb"]), med(f["goroutines"]), med(f["connect_seconds"]))
 				continue
 			}
