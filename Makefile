@@ -109,7 +109,7 @@ gobench:
 
 # The benchmark suite: table on stdout, bench-results/results.json, charts.
 bench:
-	cd bench && GOWORK=off $(GO) run ./cmd/petrel-bench -out ../bench-results $(BENCHFLAGS)
+	cd bench && GOWORK=off $(GO) run ./cmd/petrel-bench -out $(CURDIR)/bench-results $(BENCHFLAGS)
 
 lint: vet
 	$(call each,run $(STATICCHECK) ./...)
