@@ -113,6 +113,9 @@ func dialPetrel(ctx context.Context, d dialConfig) (caller, error) {
 	}
 	if d.version == codec.ProtocolV1 {
 		err = p.negotiateV1(d.hmac)
+		if err == nil {
+			err = p.probeV1(ctx)
+		}
 	} else {
 		var got []byte
 		got, err = p.call(codec.ProtoCheck, protoVersion)
@@ -156,6 +159,30 @@ func (p *petrelCaller) negotiateV1(key []byte) error {
 	if key != nil {
 		k := codec.SessionKey(key, nonce[:], serverNonce)
 		p.fmac, p.mac = codec.NewFrameMAC(k[:]), nil
+	}
+	return nil
+}
+
+// v1ProbeTimeout bounds the first version-1 request of a connection.
+const v1ProbeTimeout = 10 * time.Second
+
+// probeV1 sends one echo right after the version-1 negotiation, within
+// v1ProbeTimeout: a server that agreed to version 1 but reads the frames
+// that follow as version 0 (waiting for a 44-byte MAC where a 32-byte tag
+// came) fails here, clearly, instead of stalling a measurement.
+func (p *petrelCaller) probeV1(ctx context.Context) error {
+	dl := time.Now().Add(v1ProbeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	p.conn.SetDeadline(dl)
+	probe := []byte("petrel-bench v1 probe")
+	got, err := p.call(reqEcho, probe)
+	if err == nil && string(got) != string(probe) {
+		err = fmt.Errorf("answered %q", got)
+	}
+	if err != nil {
+		return fmt.Errorf("bench: server agreed to protocol version 1 but its first version-1 request failed: %w", err)
 	}
 	return nil
 }
