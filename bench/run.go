@@ -227,7 +227,8 @@ func disturbed(s Sample) bool { return s.OtherCPUs+s.StealCPUs > busyCPUs }
 // slice of every system, in an order rotated on each round, so that a slow
 // drift of the machine touches every system alike and each round's ratios
 // to the baseline are paired. A slice disturbed by other processes is
-// measured again, up to maxRetries times. When the open-file limit cannot
+// measured again, up to maxRetries times (except a paced scenario's: its
+// slices are long, and a disturbed one is only flagged). When the open-file limit cannot
 // hold every system's connections at once, each slice opens and closes its
 // own server and connections instead, and a note says so.
 func (r *runner) loadRounds(ctx context.Context, sc Scenario, systems []System, results []*Result, step func(string), done func()) (err error) {
@@ -287,7 +288,11 @@ func (r *runner) loadRounds(ctx context.Context, sc Scenario, systems []System, 
 			}
 			step(systems[i].Name)
 			smp, err := r.slice(ctx, sessions[i], sc)
-			for try := 0; err == nil && disturbed(smp) && try < maxRetries; try++ {
+			retries := maxRetries
+			if sc.Rate > 0 {
+				retries = 0 // long slices; a disturbed one is flagged, not redone
+			}
+			for try := 0; err == nil && disturbed(smp) && try < retries; try++ {
 				retried := smp.Retried + 1
 				smp, err = r.slice(ctx, sessions[i], sc)
 				smp.Retried = retried

@@ -99,11 +99,11 @@ const notInScenario = "not in this scenario"
 
 // why returns why s cannot run sc, or "" when it can.
 func (s System) why(sc Scenario) string {
-	if s.Unavailable != "" {
-		return s.Unavailable
-	}
 	if len(sc.Only) > 0 && !slices.Contains(sc.Only, s.Name) {
 		return notInScenario
+	}
+	if s.Unavailable != "" {
+		return s.Unavailable
 	}
 	for _, f := range sc.needs() {
 		if r, ok := s.Lacks[f]; ok {
