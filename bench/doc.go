@@ -52,7 +52,8 @@
 // T0 WARMUP DURATION" line and answers "result {JSON}": requests sent and
 // verified in the measured window, failures (a request unanswered within
 // 5 s or failed; its connection is closed), its own CPU, and the latency
-// histogram. A wrong answer still fails the run. The table gives sent,
+// histogram. A wrong answer still fails the run, and a disturbed slice is
+// flagged but not measured again (the slices are long). The table gives sent,
 // verified, failures, p50/p99/max latency, server CPU, RSS and goroutines.
 //
 // # Protocol versions and mixed handlers
