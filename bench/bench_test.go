@@ -892,3 +892,24 @@ func TestMixedScenario(t *testing.T) {
 		}
 	}
 }
+
+// TestOptionalScenarios: the default suite leaves c19k-1rps out unless it
+// is named; the full suite runs it.
+func TestOptionalScenarios(t *testing.T) {
+	has := func(scs []Scenario, name string) bool {
+		return slices.ContainsFunc(scs, func(s Scenario) bool { return s.Name == name })
+	}
+	for _, c := range []struct {
+		full  bool
+		names string
+		want  bool
+	}{{false, "all", false}, {false, "c19k-1rps", true}, {true, "all", true}} {
+		got, err := SelectScenarios(Suite(c.full), c.names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if has(got, "c19k-1rps") != c.want || (c.names == "all" && !has(got, "hmac-v1-c64-64B")) {
+			t.Errorf("full=%v -scenarios %s: c19k-1rps selected %v, want %v", c.full, c.names, !c.want, c.want)
+		}
+	}
+}

@@ -86,6 +86,8 @@ func engineSystems() []System {
 			Doc:      "Petrel reactor engine (gnet), handlers on the worker pool but echo non-blocking, on the event loop",
 			Protocol: ProtoPetrel,
 			Serve:    serveMixed,
+			// Only the mixed scenario tells it from reactor-pool.
+			OnlyNamed: true,
 			// Unavailable until engine.Config has HandlerOptions; see
 			// mixed.go.
 			Unavailable: mixedUnavailable,

@@ -56,6 +56,9 @@ type Scenario struct {
 	// Versus names a second reference system: every other system's
 	// figures are also given as ratios to its, paired by round.
 	Versus string `json:"versus,omitempty"`
+	// Optional scenarios run only when named (-scenarios NAME) or in the
+	// full suite: they would take the default suite over four minutes.
+	Optional bool `json:"optional,omitempty"`
 }
 
 // needs lists the features sc requires of a system.
@@ -181,15 +184,26 @@ func Suite(full bool) []Scenario {
 	s = append(s, u, h, h1, t, m, mix, idle)
 	// One server at the open-file ceiling: 19,000 connections, each one
 	// 64-byte echo a second, spread evenly, from load processes of their own.
+	// About 50 s on a quiet machine: optional outside the full suite.
 	fd := Scenario{Name: "c19k-1rps", Conns: 19000, Payload: 64, Rate: 1,
 		Warmup: 2 * time.Second, Duration: 5 * time.Second, Repeats: 3,
-		Only: []string{"reactor-pool", "std"}}
+		Only: []string{"reactor-pool", "std"}, Optional: !full}
 	return append(s, fd)
 }
 
 // SelectScenarios returns the scenarios of all named in names (comma
-// separated), in all's order; "" or "all" selects every one.
+// separated), in all's order; "" or "all" selects every one but the
+// optional ones.
 func SelectScenarios(all []Scenario, names string) ([]Scenario, error) {
+	if names == "" || names == "all" {
+		var out []Scenario
+		for _, s := range all {
+			if !s.Optional {
+				out = append(out, s)
+			}
+		}
+		return out, nil
+	}
 	return selectNamed(all, names, "scenario", func(s Scenario) string { return s.Name })
 }
 

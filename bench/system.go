@@ -87,6 +87,9 @@ type System struct {
 	// Serve starts the server in the server role. ctx is cancelled when the
 	// server should stop.
 	Serve func(ctx context.Context, c ServeConfig) (Server, error)
+	// OnlyNamed limits the system to the scenarios whose Only list names
+	// it: a variant that matters for one workload only.
+	OnlyNamed bool
 	// Unavailable, when non-empty, says why the system cannot run at all
 	// (for example, the engine is not built yet); it is skipped with that
 	// note.
@@ -99,7 +102,7 @@ const notInScenario = "not in this scenario"
 
 // why returns why s cannot run sc, or "" when it can.
 func (s System) why(sc Scenario) string {
-	if len(sc.Only) > 0 && !slices.Contains(sc.Only, s.Name) {
+	if (len(sc.Only) > 0 || s.OnlyNamed) && !slices.Contains(sc.Only, s.Name) {
 		return notInScenario
 	}
 	if s.Unavailable != "" {

@@ -10,6 +10,7 @@
 //	petrel-bench -compare old.json -against new.json   # compare two reports, no run
 //	petrel-bench -report results.json -out dir          # table and charts of an old report
 //	petrel-bench -systems std,reactor-pool -scenarios c64-64B -duration 2s
+//	petrel-bench -scenarios c19k-1rps # 19,000 connections at 1 request/s each (optional, about 50 s)
 //	petrel-bench -drive 127.0.0.1:7000 -conns 64 -duration 3s   # load an already running server
 //
 // With -serve SYSTEM it plays the server role instead, and with -load the
@@ -127,7 +128,11 @@ func run() error {
 			fmt.Printf("system   %-16s %s\n", s.Name, s.Doc)
 		}
 		for _, s := range allSc {
-			fmt.Printf("scenario %-16s %s\n", s.Name, s.Describe())
+			opt := ""
+			if s.Optional {
+				opt = " (optional: runs only when named in -scenarios, or with -full)"
+			}
+			fmt.Printf("scenario %-16s %s%s\n", s.Name, s.Describe(), opt)
 		}
 		return nil
 	}
