@@ -39,8 +39,9 @@
 //
 // # Paced load and the load role
 //
-// A paced scenario (Scenario.Rate; the suite's c19k-1rps holds 19,000
-// connections, each sending one 64-byte echo a second) runs its load in
+// A paced scenario (Scenario.Rate; c19k-1rps holds 19,000 connections,
+// each sending one 64-byte echo a second, and runs only when named with
+// -scenarios c19k-1rps or in the full suite) runs its load in
 // processes of its own, `EXE -load -addr ADDR -conns N -first G -total T
 // -rate R …` ([LoadMain]), at most 10,000 connections each, so that one
 // server can hold nearly its open-file limit of connections. They spread

@@ -129,9 +129,10 @@ func sizeText(n int) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// Suite returns the scenarios of the default suite (about two and a half
-// minutes on two cores) or, with full, the long one: longer slices, more
-// rounds, more connection counts and payload sizes.
+// Suite returns the scenarios of the default suite (about three minutes
+// on two cores) or, with full, the long one: longer slices, more rounds,
+// more connection counts and payload sizes. The default suite lists the
+// optional c19k-1rps too, for SelectScenarios to pick when named.
 func Suite(full bool) []Scenario {
 	// Load scenarios: r rounds, each a warm-up (w in the first round, w/2
 	// later) then a measured slice of d per system. Idle scenarios: rIdle rounds, each a fresh server.
