@@ -10,9 +10,11 @@
 //	petrel-bench -compare old.json -against new.json   # compare two reports, no run
 //	petrel-bench -report results.json -out dir          # table and charts of an old report
 //	petrel-bench -systems std,reactor-pool -scenarios c64-64B -duration 2s
+//	petrel-bench -scenarios c19k-1rps # 19,000 connections at 1 request/s each (optional, about 50 s)
 //	petrel-bench -drive 127.0.0.1:7000 -conns 64 -duration 3s   # load an already running server
 //
-// With -serve SYSTEM it plays the server role instead (see package bench).
+// With -serve SYSTEM it plays the server role instead, and with -load the
+// load generator of paced scenarios (see package bench).
 package main
 
 import (
@@ -32,6 +34,13 @@ import (
 )
 
 func main() {
+	if slices.Contains(os.Args[1:], "-load") {
+		if err := bench.LoadMain(os.Args[1:], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if slices.ContainsFunc(os.Args[1:], isServeFlag) {
 		if err := bench.ServeMain(os.Args[1:], bench.Systems(), os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -119,7 +128,11 @@ func run() error {
 			fmt.Printf("system   %-16s %s\n", s.Name, s.Doc)
 		}
 		for _, s := range allSc {
-			fmt.Printf("scenario %-16s %s\n", s.Name, s.Describe())
+			opt := ""
+			if s.Optional {
+				opt = " (optional: runs only when named in -scenarios, or with -full)"
+			}
+			fmt.Printf("scenario %-16s %s%s\n", s.Name, s.Describe(), opt)
 		}
 		return nil
 	}
