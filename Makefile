@@ -22,11 +22,8 @@ INTEROP_PEER := ../shared/peers/firepear-petrel-v0.40.0
 CROSS      := darwin/arm64 freebsd/amd64 windows/amd64
 CROSS_PKGS := ./codec/... ./client/... ./engine ./internal/netaddr ./internal/frameio
 # Packages known not to build on a platform yet, as PLATFORM=PKG,PKG: their
-# failure is reported and tolerated (.ci/cross). The engine's reactor needs
-# build tags before it builds on Windows and unix.Writev before FreeBSD;
-# client's tests import the engine, so vet of client fails with it.
-CROSS_PENDING := freebsd/amd64=./engine,./client,./client/cmd/petrel \
-	windows/amd64=./engine,./client,./client/cmd/petrel
+# failure is reported and tolerated (.ci/cross). None now.
+CROSS_PENDING :=
 # Extra flags for `make bench`, such as BENCHFLAGS=-full.
 BENCHFLAGS ?=
 ALL_MODULES = $(MODULES) $(if $(and $(wildcard $(INTEROP)/go.mod),$(wildcard $(INTEROP_PEER))),$(INTEROP))

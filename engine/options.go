@@ -221,13 +221,16 @@ func (s *session) opts(name []byte) codec.Options {
 // without blocking, so that a transport may serve it on its event loop
 // without a hand-off: true for PROTOCHECK, the empty name (401) and the
 // introspection requests, and for a handler registered with
-// [HandlerOptions.NonBlocking]; false for every other handler and for
-// unknown names (a handler may be registered under the name before the
-// frame is dispatched). Any goroutine; it does not allocate.
+// [HandlerOptions.NonBlocking], and for unknown names (answered 400);
+// false for every other handler. Any goroutine; it does not allocate.
 func (s *session) nonBlocking(name []byte) bool {
 	if len(name) == 0 || string(name) == codec.ProtoCheck {
 		return true
 	}
 	e, ok := s.srv.handlers.lookup(name)
-	return ok && (e.opts.NonBlocking || e.builtin)
+	// An unknown name is answered 400 on the loop: the library's own
+	// answers never wait behind handlers. (A handler registered under
+	// that name in the instant between this look and the dispatch would
+	// run on the loop once.)
+	return !ok || e.opts.NonBlocking || e.builtin
 }

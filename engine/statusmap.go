@@ -15,11 +15,12 @@ import (
 //     sent (100, 101, 198, 199, 200, 400, 401, 402, 497, 498, 499, 500,
 //     501, 502, 599; see [codec.Status.Classic]): the original client
 //     crashes on any other code up to 1024.
-//   - On a version-1 session the codes the protocol lists pass through:
-//     the classic table and 503 and 504.
+//   - On a version-1 session every code passes through: a version-1 client
+//     knows the table is open (docs/PROTOCOL.md).
 //
-// Any other code up to 1024 that a handler returns is sent as 500 with the
-// handler's payload, and a rate-limited warning is logged. The library's
+// On a version-0 session, any other code up to 1024 that a handler returns
+// is sent as 500 with the handler's payload, and a rate-limited warning is
+// logged. The library's
 // own busy and timeout answers are built for the session's version in the
 // first place ([session.busyResult], [session.timeoutResult]). Whatever
 // the code, a handler's answer never closes the connection.
@@ -27,10 +28,7 @@ import (
 // wireStatus returns the status to send for a handler's status st on a
 // session of version ver, and whether it had to be replaced.
 func wireStatus(ver uint8, st codec.Status) (codec.Status, bool) {
-	if st.Classic() {
-		return st, false
-	}
-	if ver >= codec.ProtocolV1 && (st == codec.StatusBusy || st == codec.StatusHandlerTimeout) {
+	if st.Classic() || ver >= codec.ProtocolV1 {
 		return st, false
 	}
 	return codec.StatusHandlerError, true

@@ -68,15 +68,18 @@ func (s *session) runTimed(x *exchange, e entry, req *Request, d time.Duration) 
 // expire runs on the timer's goroutine at the deadline.
 func (s *session) expire(x *exchange) {
 	ts := &x.timed
-	ts.ctx.expire()
 	if !x.canWait {
-		return // on a loop: decided when the handler returns
+		ts.ctx.expire() // on a loop: decided when the handler returns
+		return
 	}
 	ts.answering.Add(1)
 	defer ts.answering.Done()
+	// Decide first, then cancel: a handler woken by the cancellation must
+	// find itself abandoned, not race the timer to answer.
 	if !ts.state.CompareAndSwap(timedRunning, timedOut) {
 		return
 	}
+	ts.ctx.expire()
 	s.srv.abandon(1)
 	s.srv.logRated("timeout", slog.LevelWarn, "petrel: handler timed out; answered for it", "conn", s.info.ID)
 	r := s.timeoutResult()

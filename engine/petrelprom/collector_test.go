@@ -59,8 +59,9 @@ func testCollector(t *testing.T, kind engine.Kind) {
 	}
 	defer c.Close()
 
-	// Bytes as the frames count them: the protocol check, then each call.
-	in := frameLen(codec.ProtoCheck, []byte{codec.ProtocolVersion})
+	// Bytes as the frames count them: the protocol check (version 1: the
+	// version byte and a 16-byte nonce each way), then each call.
+	in := frameLen(codec.ProtoCheck, make([]byte, 1+codec.NonceLen))
 	out := in
 	calls := []struct {
 		req     string
