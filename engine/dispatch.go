@@ -157,10 +157,6 @@ func (s *session) dispatch(x *exchange, f codec.Frame) result {
 		return s.busyResult()
 	}
 	if to > 0 && x.canWait {
-		if srv.stats.abandoned.Load() >= srv.disp.maxAbandoned {
-			e.release()
-			return s.busyResult()
-		}
 		return s.finish(e, s.dispatchTimeout(e, f))
 	}
 	var start time.Time

@@ -2,19 +2,17 @@ package engine
 
 import (
 	"fmt"
-	"runtime"
 	"sort"
 
 	"github.com/petrel-rpc/petrel/codec"
 )
 
 // dispatchState is the dispatch layer's per-server state (log rate
-// limits, per-handler defaults, the abandoned-handler bound). Set up by
+// limits). Set up by
 // initDispatch before the server serves; read-only after, apart from the
 // rate limiter's own locked state.
 type dispatchState struct {
-	rate         *rateLimiter // log lines per key and interval
-	maxAbandoned int64        // Config.MaxAbandoned with its default applied
+	rate *rateLimiter // log lines per key and interval
 }
 
 // initDispatch sets up s.disp from s.cfg, tells the registry the
@@ -25,17 +23,6 @@ type dispatchState struct {
 func (s *Server) initDispatch() error {
 	cfg := &s.cfg
 	s.disp.rate = newRateLimiter(logInterval, logBurst)
-	s.disp.maxAbandoned = int64(cfg.MaxAbandoned)
-	if s.disp.maxAbandoned == 0 {
-		switch {
-		case cfg.Engine == Std:
-			s.disp.maxAbandoned = 1024
-		case cfg.Workers > 0:
-			s.disp.maxAbandoned = int64(cfg.Workers)
-		default:
-			s.disp.maxAbandoned = 256 * int64(runtime.GOMAXPROCS(0))
-		}
-	}
 	maxPayload := cfg.MaxPayload
 	if maxPayload == 0 {
 		maxPayload = codec.DefaultMaxPayload
