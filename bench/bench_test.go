@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/petrel-rpc/petrel/codec"
+	"github.com/petrel-rpc/petrel/engine"
 )
 
 // childEnv marks a test binary started as the server role.
@@ -27,8 +30,13 @@ const childEnv = "PETREL_BENCH_TEST_CHILD"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
-		// The server role: this test binary serves the test systems.
-		if err := ServeMain(os.Args[1:], testSystems(), os.Stdin, os.Stdout); err != nil {
+		// The server role: this test binary serves the test systems; or
+		// the load role of paced scenarios.
+		role := func() error { return ServeMain(os.Args[1:], testSystems(), os.Stdin, os.Stdout) }
+		if slices.Contains(os.Args[1:], "-load") {
+			role = func() error { return LoadMain(os.Args[1:], os.Stdin, os.Stdout) }
+		}
+		if err := role(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -54,6 +62,18 @@ func testSystems() []System {
 			Doc:      "test double: flips a payload bit in every connection's first echo",
 			Protocol: ProtoPetrel,
 			Serve:    serveBroken(func(n int, f *codec.Frame) { corruptAt(n, 1, f) }),
+		},
+		System{
+			Name:     "fake-v1",
+			Doc:      "test double: a goroutine-per-connection server speaking protocol version 1 only",
+			Protocol: ProtoPetrel,
+			Serve:    serveFakeV1(false),
+		},
+		System{
+			Name:     "v0-only",
+			Doc:      "test double: the stdlib floor (version 0 only) without saying so",
+			Protocol: ProtoPetrel,
+			Serve:    serveFloorStd,
 		},
 	)
 }
@@ -513,5 +533,362 @@ func TestChartsOneConnectionCount(t *testing.T) {
 	}
 	if len(files) != 4 { // throughput and latency, SVG and PNG
 		t.Errorf("charts %v, want 4 files", files)
+	}
+}
+
+// serveFakeV1 is a small goroutine-per-connection server that speaks only
+// protocol version 1 as docs/PROTOCOL.md defines it: a version-0
+// PROTOCHECK is answered 497 0x01; the version-1 one (under the version-0
+// MAC when keyed) is answered 200 0x01 ‖ server nonce; after it, every
+// request must carry the session key's tag in direction 'C' and a seq one
+// more than the previous one, or it is answered 502 (498 unkeyed) and the
+// connection closed. Answers are tagged in direction 'S' (or, with
+// wrongDir, 'C': an answer the client must refuse).
+func serveFakeV1(wrongDir bool) func(context.Context, ServeConfig) (Server, error) {
+	return func(_ context.Context, c ServeConfig) (Server, error) {
+		ln, err := listen(c.Addr, c.TLS)
+		if err != nil {
+			return nil, err
+		}
+		dir := codec.ServerToClient
+		if wrongDir {
+			dir = codec.ClientToServer
+		}
+		return startConnServer(ln, func(conn net.Conn) { fakeV1Conn(conn, c.HMACKey, dir) }), nil
+	}
+}
+
+func fakeV1Conn(conn net.Conn, key []byte, dir codec.Direction) {
+	var fr frameReader
+	var out []byte
+	opts := codec.Options{MAC: key != nil}
+	var mac0 *codec.MAC
+	if key != nil {
+		mac0 = codec.NewMAC(key)
+	}
+	f, err := fr.next(conn, opts)
+	if err != nil || string(f.Request) != codec.ProtoCheck {
+		return
+	}
+	if mac0 != nil && mac0.Verify(f.Payload, f.MAC) != nil {
+		return
+	}
+	v, clientNonce, err := codec.ParseProtoCheck(f.Payload)
+	if err != nil || v != codec.ProtocolV1 {
+		out, _ = codec.AppendFrame(out[:0], codec.Frame{Status: codec.StatusVersionMismatch, Seq: f.Seq, Request: f.Request, Payload: []byte{codec.ProtocolV1}}, mac0)
+		conn.Write(out)
+		return
+	}
+	clientNonce = append([]byte(nil), clientNonce...)
+	var serverNonce [codec.NonceLen]byte
+	rand.Read(serverNonce[:])
+	seq := f.Seq
+	out, _ = codec.AppendFrame(out[:0], codec.Frame{Status: codec.StatusOK, Seq: seq, Request: f.Request, Payload: codec.AppendProtoCheck(nil, codec.ProtocolV1, serverNonce[:])}, mac0)
+	if _, err := conn.Write(out); err != nil {
+		return
+	}
+	var fm *codec.FrameMAC
+	if key != nil {
+		k := codec.SessionKey(key, clientNonce, serverNonce[:])
+		fm = codec.NewFrameMAC(k[:])
+	}
+	opts.Version = codec.ProtocolV1
+	for {
+		f, err := fr.next(conn, opts)
+		if err != nil {
+			return
+		}
+		a := codec.Frame{Status: codec.StatusOK, Seq: f.Seq, Request: f.Request, Payload: f.Payload}
+		refuse := false
+		switch {
+		case fm != nil && fm.Verify(codec.ClientToServer, f) != nil:
+			a.Status, a.Payload, refuse = codec.StatusBadMAC, nil, true
+		case f.Seq != seq+1:
+			a.Status, a.Payload, refuse = codec.StatusReadError, nil, true
+			if fm != nil {
+				a.Status = codec.StatusBadMAC
+			}
+		case string(f.Request) != reqEcho && string(f.Request) != reqSleep:
+			a.Status, a.Payload = codec.StatusNoHandler, nil
+		}
+		seq = f.Seq
+		out, _ = codec.AppendFrameV1(out[:0], a, fm, dir)
+		if _, err := conn.Write(out); err != nil || refuse {
+			return
+		}
+	}
+}
+
+func startTestServer(t testing.TB, serve func(context.Context, ServeConfig) (Server, error), key []byte) Server {
+	t.Helper()
+	s, err := serve(context.Background(), ServeConfig{Addr: "127.0.0.1:0", HMACKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestV1Client: the load client negotiates version 1 with and without a
+// key, signs and verifies whole frames under the session key and keeps seq
+// strictly one more per request; it refuses an answer tagged for the wrong
+// direction, and a version-0 server makes it fail at once with ErrNoV1.
+func TestV1Client(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	key := []byte("test-key")
+	for _, k := range [][]byte{nil, key} {
+		t.Run(fmt.Sprintf("keyed=%v", k != nil), func(t *testing.T) {
+			s := startTestServer(t, serveFakeV1(false), k)
+			cl, err := dialPetrel(ctx, dialConfig{addr: s.Addr(), hmac: k, version: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.close()
+			cl.setDeadline(time.Now().Add(20 * time.Second))
+			for i, size := range []int{0, 64, 100 << 10} { // 100 KiB: the vectored write
+				p := make([]byte, size)
+				fillPayload(p, i)
+				got, err := cl.call(reqEcho, p)
+				if err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+				if err := verify(System{Name: "fake-v1"}, Scenario{Name: "v1"}, 0, int64(i), got, p); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+	t.Run("wrong-direction", func(t *testing.T) {
+		s := startTestServer(t, serveFakeV1(true), key)
+		_, err := dialPetrel(ctx, dialConfig{addr: s.Addr(), hmac: key, version: 1})
+		if !errors.Is(err, codec.ErrBadMAC) {
+			t.Fatalf("answer tagged 'C' accepted: %v", err)
+		}
+	})
+	for _, k := range [][]byte{nil, key} {
+		t.Run(fmt.Sprintf("v0-server/keyed=%v", k != nil), func(t *testing.T) {
+			s := startTestServer(t, serveFloorStd, k)
+			_, err := dialPetrel(ctx, dialConfig{addr: s.Addr(), hmac: k, version: 1})
+			if !errors.Is(err, ErrNoV1) || !strings.Contains(err.Error(), "server does not speak protocol version 1") {
+				t.Fatalf("version 1 against a version-0 server: %v, want ErrNoV1", err)
+			}
+		})
+	}
+	// A version-1 server sees the version-0 client as before.
+	s := startTestServer(t, serveFakeV1(false), nil)
+	if _, err := dialPetrel(ctx, dialConfig{addr: s.Addr()}); err == nil || !strings.Contains(err.Error(), "497") {
+		t.Fatalf("version 0 against a version-1-only server: %v, want 497", err)
+	}
+}
+
+// TestV1ClientEngine runs the version-1 client against the engine in this
+// checkout: until the engine speaks version 1 the client must fail at once
+// with ErrNoV1; once it does, keyed and unkeyed sessions must work.
+func TestV1ClientEngine(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, kind := range []engine.Kind{engine.Std, engine.Reactor} {
+		for _, k := range [][]byte{nil, []byte("test-key")} {
+			t.Run(fmt.Sprintf("%s/keyed=%v", kind, k != nil), func(t *testing.T) {
+				s := startTestServer(t, serveEngine(kind, false), k)
+				cl, err := dialPetrel(ctx, dialConfig{addr: s.Addr(), hmac: k, version: 1})
+				if errors.Is(err, ErrNoV1) {
+					t.Skipf("the engine does not speak version 1 yet: %v", err)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer cl.close()
+				cl.setDeadline(time.Now().Add(20 * time.Second))
+				for i := range 3 {
+					p := []byte(fmt.Sprint("payload ", i))
+					got, err := cl.call(reqEcho, p)
+					if err != nil || string(got) != string(p) {
+						t.Fatalf("call %d: %q, %v", i, got, err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestV1Scenario: a version-1 HMAC scenario runs end to end on a
+// version-1 server, is skipped on systems that lack version 1, and fails
+// the run with a clear error, not a hang, on one that only claims it.
+func TestV1Scenario(t *testing.T) {
+	sc := tiny("hmac-v1-c2", 2, 64)
+	sc.HMAC, sc.Version = true, 1
+	rep, err := Run(context.Background(), Options{Systems: pick(t, "fake-v1", "floor-std"), Scenarios: []Scenario{sc}, Command: testCommand(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range rep.Scenarios[0].Results {
+		switch res.System {
+		case "fake-v1":
+			if len(res.Samples) != 1 || res.Samples[0].Requests == 0 {
+				t.Errorf("fake-v1: %+v", res.Samples)
+			}
+		case "floor-std":
+			if !strings.Contains(res.Skipped, "protocol version 1") {
+				t.Errorf("floor-std not skipped: %q", res.Skipped)
+			}
+		}
+	}
+	_, err = Run(context.Background(), Options{Systems: pick(t, "v0-only"), Scenarios: []Scenario{sc}, Command: testCommand(t)})
+	var pe *PointError
+	if !errors.As(err, &pe) || !errors.Is(err, ErrNoV1) || pe.System != "v0-only" {
+		t.Fatalf("version 1 on a version-0 server: %v, want a PointError wrapping ErrNoV1", err)
+	}
+}
+
+// TestSendAtSpreadsEvenly: the paced schedule spreads 200 connections'
+// sends evenly over each period, one period apart on each connection.
+func TestSendAtSpreadsEvenly(t *testing.T) {
+	const n, bins = 200, 10
+	t0 := time.Unix(1000, 0)
+	period := time.Second
+	var count [bins]int
+	for g := range n {
+		for k := range int64(3) {
+			at := sendAt(t0, g, n, period, k)
+			if d := at.Sub(sendAt(t0, g, n, period, 0)); d != time.Duration(k)*period {
+				t.Fatalf("connection %d, request %d: %v after its first, want %v", g, k, d, time.Duration(k)*period)
+			}
+			off := at.Sub(t0) - time.Duration(k)*period
+			if off < 0 || off >= period {
+				t.Fatalf("connection %d: offset %v outside the period", g, off)
+			}
+			if k == 0 {
+				count[off*bins/period]++
+			}
+		}
+	}
+	for i, c := range count {
+		if c != n/bins {
+			t.Errorf("bin %d of %d holds %d first sends, want %d (counts %v)", i, bins, c, n/bins, count)
+		}
+	}
+}
+
+// TestPacedScenario runs a paced scenario at a small scale (200
+// connections at 10 requests per second, in two load processes of 100
+// each): every request of the measured window is sent and verified, the
+// figures are filled in, and a wrong answer still fails the run.
+func TestPacedScenario(t *testing.T) {
+	sc := Scenario{Name: "c200-10rps", Conns: 200, Payload: 64, Rate: 10, Warmup: 200 * time.Millisecond, Duration: time.Second, Repeats: 2}
+	rep, err := Run(context.Background(), Options{Systems: pick(t, "floor-std", "std"), Scenarios: []Scenario{sc}, Command: testCommand(t), loadPerProc: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range rep.Scenarios[0].Results {
+		if len(res.Samples) != 2 {
+			t.Fatalf("%s: %d samples, want 2", res.System, len(res.Samples))
+		}
+		for _, s := range res.Samples {
+			// Each connection sends Rate·Duration requests in the window.
+			if want := int64(200 * 10); s.Sent != want || s.Requests != want || s.Failures != 0 {
+				t.Errorf("%s: sent %d, verified %d, failures %d (%s); want %d, %d, 0", res.System, s.Sent, s.Requests, s.Failures, s.FirstFailure, want, want)
+			}
+			if s.P50us <= 0 || s.MaxUs < s.P99us || s.RSSBytes <= 0 || s.Goroutines <= 0 || s.ConnectSeconds <= 0 {
+				t.Errorf("%s: sample %+v", res.System, s)
+			}
+		}
+	}
+	var table bytes.Buffer
+	rep.WriteTable(&table)
+	for _, want := range []string{"verified", "failures", "max µs", "scheduled send time"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	sc.Repeats = 1
+	_, err = Run(context.Background(), Options{Systems: pick(t, "broken-first"), Scenarios: []Scenario{sc}, Command: testCommand(t), loadPerProc: 100})
+	var wa *WrongAnswerError
+	if !errors.As(err, &wa) || wa.System != "broken-first" {
+		t.Fatalf("paced load on a broken server: %v, want a wrong answer", err)
+	}
+}
+
+// TestDialSourceAddresses: connections spread over the configured
+// loopback source addresses.
+func TestDialSourceAddresses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	d := dialConfig{addr: ln.Addr().String(), local: []net.IP{net.ParseIP("127.0.0.2"), net.ParseIP("127.0.0.3")}, next: &atomicCounter{}}
+	seen := map[string]int{}
+	for range 4 {
+		c, err := d.dial(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[s.RemoteAddr().(*net.TCPAddr).IP.String()]++
+		s.Close()
+		c.Close()
+	}
+	if seen["127.0.0.2"] != 2 || seen["127.0.0.3"] != 2 {
+		t.Errorf("source addresses used: %v, want two each of 127.0.0.2 and 127.0.0.3", seen)
+	}
+}
+
+// TestMixedScenario: echo latency at one connection beside connections
+// calling "sleep" back to back: the sleep connections run where handlers
+// may block and report their throughput; a system whose handlers must not
+// block runs the echo alone; every other system's figures are also given
+// as ratios to the Versus system's, and an unavailable system is skipped
+// with its reason.
+func TestMixedScenario(t *testing.T) {
+	sc := tiny("mixed-c1", 1, 64)
+	sc.Repeats, sc.SleepConns, sc.Slow = 2, 4, 10*time.Millisecond
+	sc.Only = []string{"reactor-mixed", "reactor-inline", "std"}
+	sc.Versus = "reactor-inline"
+	rep, err := Run(context.Background(), Options{Systems: pick(t, "reactor-mixed", "reactor-inline", "std", "floor-std"), Scenarios: []Scenario{sc}, Command: testCommand(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range rep.Scenarios[0].Results {
+		switch res.System {
+		case "floor-std":
+			if res.Skipped != notInScenario {
+				t.Errorf("floor-std: skipped %q", res.Skipped)
+			}
+		case "reactor-mixed":
+			if res.Skipped != "" {
+				if !strings.Contains(res.Skipped, "HandlerOptions") {
+					t.Errorf("reactor-mixed: skipped %q", res.Skipped)
+				}
+				continue
+			}
+			fallthrough
+		case "std":
+			for _, s := range res.Samples {
+				if s.SleepConns != 4 || s.SleepThroughput <= 0 || s.Requests == 0 {
+					t.Errorf("%s: sample %+v", res.System, s)
+				}
+			}
+			if st := res.Versus["p50_us"]; st == nil || st.Ratio <= 0 {
+				t.Errorf("%s: no p50 ratio to reactor-inline: %+v", res.System, res.Versus)
+			}
+		case "reactor-inline":
+			for _, s := range res.Samples {
+				if s.SleepConns != 0 || s.Requests == 0 {
+					t.Errorf("%s: sample %+v", res.System, s)
+				}
+			}
+		}
+	}
+	var table bytes.Buffer
+	rep.WriteTable(&table)
+	for _, want := range []string{"sleep req/s", "×reactor-inline", "at most 400 req/s"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
 	}
 }

@@ -24,7 +24,7 @@ func yerr(st *Stat) struct{ Low, High float64 } {
 
 // WriteCharts draws the report's charts into dir as SVG and PNG files and
 // returns their paths: throughput against connections, latency percentiles
-// of each connection-ladder scenario, and server memory per idle
+// of each connection-ladder, paced and mixed scenario, and server memory per idle
 // connection. Charts without data are not drawn.
 func (r *Report) WriteCharts(dir string) ([]string, error) {
 	var files []string
@@ -45,7 +45,7 @@ func (r *Report) WriteCharts(dir string) ([]string, error) {
 		save(p, "throughput-vs-conns")
 	}
 	for _, sr := range r.Scenarios {
-		if !sr.Scenario.ConnLadder {
+		if sc := sr.Scenario; !sc.ConnLadder && sc.Rate == 0 && sc.SleepConns == 0 {
 			continue
 		}
 		if p, err := r.latencyChart(sr); err != nil {

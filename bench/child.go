@@ -71,7 +71,11 @@ func startChild(ctx context.Context, command func(args []string) *exec.Cmd, syst
 // expect returns the rest of the next stdout line that starts with prefix,
 // skipping other lines (a library may log to stdout), within 20 s.
 func (c *child) expect(ctx context.Context, prefix string) (string, error) {
-	const timeout = 20 * time.Second
+	return c.expectWithin(ctx, prefix, 20*time.Second)
+}
+
+// expectWithin is expect with the given timeout.
+func (c *child) expectWithin(ctx context.Context, prefix string, timeout time.Duration) (string, error) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	for {

@@ -37,6 +37,39 @@
 // The child exits when stdin closes or on SIGTERM, so a parent that dies
 // never leaves a server behind.
 //
+// # Paced load and the load role
+//
+// A paced scenario (Scenario.Rate; the suite's c19k-1rps holds 19,000
+// connections, each sending one 64-byte echo a second) runs its load in
+// processes of its own, `EXE -load -addr ADDR -conns N -first G -total T
+// -rate R …` ([LoadMain]), at most 10,000 connections each, so that one
+// server can hold nearly its open-file limit of connections. They spread
+// over loopback source addresses 127.0.0.2, 127.0.0.3, … (5,000 each,
+// fresh ones for every session), each with its own ephemeral ports.
+// Connection g of T sends at offset g/T of every period, so the load is
+// even, not bursts; latency counts from the scheduled send time. A load
+// process prints "connected N SECONDS", then runs a slice for each "slice
+// T0 WARMUP DURATION" line and answers "result {JSON}": requests sent and
+// verified in the measured window, failures (a request unanswered within
+// 5 s or failed; its connection is closed), its own CPU, and the latency
+// histogram. A wrong answer still fails the run, and a disturbed slice is
+// flagged but not measured again (the slices are long). The table gives sent,
+// verified, failures, p50/p99/max latency, server CPU, RSS and goroutines.
+//
+// # Protocol versions and mixed handlers
+//
+// The load client speaks Petrel protocol version 0, or version 1 in
+// scenarios with Scenario.Version 1 (hmac-v1-c64-64B): a PROTOCHECK with
+// 0x01 and a fresh nonce, the session key from both nonces, a 32-byte tag
+// over each whole frame, seq one more per request. A server that answers
+// 497 fails the scenario with [ErrNoV1]; systems without version 1 (the
+// floors, the peers) skip it. The mixed scenario (mixed-c1-sleep50ms)
+// measures echo at one connection while 32 others call a 50 ms "sleep"
+// back to back, and gives each system's echo latency also as a ratio to
+// reactor-inline's (Scenario.Versus) and the sleeps' throughput beside
+// their bound (32 / 50 ms); reactor-inline, whose handlers must not block,
+// runs the echo alone.
+//
 // # Figures
 //
 // Server CPU per request is the child's getrusage (user+system) over the

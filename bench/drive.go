@@ -27,7 +27,7 @@ func Drive(ctx context.Context, addr string, conns, payload int, d time.Duration
 	var phase atomic.Int32
 	phase.Store(measuring)
 	fl := newFailure()
-	wg := loadConns(callers, sys, sc, make([]int64, len(callers)), &phase, fl, func(int, time.Duration) { total.Add(1) })
+	wg := loadConns(callers, 0, sys, sc, make([]int64, len(callers)), &phase, fl, func(int, time.Duration) { total.Add(1) })
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

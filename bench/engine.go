@@ -23,6 +23,12 @@ func (e engineServer) Close() error {
 
 // serveEngine returns the Serve function of one engine configuration.
 func serveEngine(kind engine.Kind, inline bool) func(context.Context, ServeConfig) (Server, error) {
+	return serveEngineWith(kind, inline, nil)
+}
+
+// serveEngineWith is serveEngine with tweak, when non-nil, applied to the
+// engine's Config last.
+func serveEngineWith(kind engine.Kind, inline bool, tweak func(*engine.Config)) func(context.Context, ServeConfig) (Server, error) {
 	return func(_ context.Context, c ServeConfig) (Server, error) {
 		slow := c.Slow
 		echo := func(_ context.Context, req *engine.Request) (uint16, []byte, error) {
@@ -37,7 +43,7 @@ func serveEngine(kind engine.Kind, inline bool) func(context.Context, ServeConfi
 			}
 			return 200, req.Payload, nil
 		}
-		s, err := engine.Listen(engine.Config{
+		cfg := engine.Config{
 			Addr:          c.Addr,
 			Engine:        kind,
 			Inline:        inline,
@@ -46,7 +52,11 @@ func serveEngine(kind engine.Kind, inline bool) func(context.Context, ServeConfi
 			IgnoreSignals: true,
 			IdleTimeout:   -1,
 			Handlers:      map[string]engine.Handler{reqEcho: echo, reqSleep: sleep},
-		})
+		}
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		s, err := engine.Listen(cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -70,6 +80,15 @@ func engineSystems() []System {
 			Protocol: ProtoPetrel,
 			Lacks:    map[Feature]string{FeatSlow: "inline handlers must not block the event loop"},
 			Serve:    serveEngine(engine.Reactor, true),
+		},
+		{
+			Name:     "reactor-mixed",
+			Doc:      "Petrel reactor engine (gnet), handlers on the worker pool but echo non-blocking, on the event loop",
+			Protocol: ProtoPetrel,
+			Serve:    serveMixed,
+			// Unavailable until engine.Config has HandlerOptions; see
+			// mixed.go.
+			Unavailable: mixedUnavailable,
 		},
 		{
 			Name:     "std",

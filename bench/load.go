@@ -47,6 +47,21 @@ type Sample struct {
 	// discarded because other processes disturbed them.
 	Retried        int     `json:"retried,omitempty"`
 	ConnectSeconds float64 `json:"connect_seconds,omitempty"`
+	// Paced scenarios (Scenario.Rate): requests sent in the measured
+	// window (Requests of them answered and verified), requests that
+	// failed (no answer in time, or an error; their connection is closed
+	// and stays so), the first failure, and the slowest answer.
+	Sent         int64   `json:"sent,omitempty"`
+	Failures     int64   `json:"failures,omitempty"`
+	FirstFailure string  `json:"first_failure,omitempty"`
+	MaxUs        float64 `json:"max_us,omitempty"`
+	// LoadCPUusPerReq is the load processes' CPU per verified answer.
+	LoadCPUusPerReq float64 `json:"load_cpu_us_per_req,omitempty"`
+	// Scenarios with SleepConns: the sleep connections that ran (0 on a
+	// system whose handlers must not block) and their verified answers
+	// per second; Requests and the latencies are the echo connections'.
+	SleepConns      int     `json:"sleep_conns,omitempty"`
+	SleepThroughput float64 `json:"sleep_throughput,omitempty"`
 }
 
 // Histogram range: 1 ns to 60 s, three significant figures.
@@ -173,6 +188,14 @@ type session struct {
 	callers []caller
 	seq     []int64 // the last request number used on each connection
 	slices  int     // slices run so far
+	// sleepers are the connections calling "sleep" (Scenario.SleepConns),
+	// with their request numbers.
+	sleepers []caller
+	sleepSeq []int64
+	// procs are the load processes of a paced scenario (which has no
+	// callers here), and connect the seconds they took to connect.
+	procs   []*loadProc
+	connect float64
 }
 
 // open starts s's server for sc and opens sc.Conns connections to it.
@@ -181,19 +204,45 @@ func (r *runner) open(ctx context.Context, s System, sc Scenario) (*session, err
 	if err != nil {
 		return nil, err
 	}
+	if sc.Rate > 0 {
+		procs, connect, err := r.startLoad(ctx, s, sc, d)
+		if err != nil {
+			c.stop()
+			return nil, err
+		}
+		return &session{sys: s, c: c, procs: procs, connect: connect}, nil
+	}
 	callers, err := dialAll(ctx, s.Protocol, d, sc.Conns, nil)
 	if err != nil {
 		c.stop()
 		return nil, err
 	}
-	return &session{sys: s, c: c, callers: callers, seq: make([]int64, len(callers))}, nil
+	ss := &session{sys: s, c: c, callers: callers, seq: make([]int64, len(callers))}
+	if sc.SleepConns > 0 && s.Lacks[FeatSlow] == "" {
+		if ss.sleepers, err = dialAll(ctx, s.Protocol, d, sc.SleepConns, nil); err != nil {
+			ss.close()
+			return nil, err
+		}
+		ss.sleepSeq = make([]int64, sc.SleepConns)
+	}
+	return ss, nil
 }
 
-// close closes the connections and stops the server, returning the
-// server's failure if it had one.
+// close closes the connections and the load processes and stops the
+// server, returning the first failure.
 func (ss *session) close() error {
 	closeAll(ss.callers)
-	return ss.c.stop()
+	closeAll(ss.sleepers)
+	var err error
+	for _, p := range ss.procs {
+		if e := p.stop(); err == nil {
+			err = e
+		}
+	}
+	if e := ss.c.stop(); err == nil {
+		err = e
+	}
+	return err
 }
 
 // The phases of a load: warming up (answers verified, not recorded),
@@ -210,17 +259,20 @@ const (
 // answered while phase read measuring. A connection stops at phase
 // stopping or at the first failure, which goes to fl and sets phase to
 // stopping. Wait on the returned group for all of them.
-func loadConns(callers []caller, s System, sc Scenario, seq []int64, phase *atomic.Int32, fl *failure, answered func(i int, lat time.Duration)) *sync.WaitGroup {
+//
+// The connections are numbered from first, for their payloads and errors.
+func loadConns(callers []caller, first int, s System, sc Scenario, seq []int64, phase *atomic.Int32, fl *failure, answered func(i int, lat time.Duration)) *sync.WaitGroup {
 	var wg sync.WaitGroup
-	for i, cl := range callers {
+	for j, cl := range callers {
+		i := first + j
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(i), 42))
 			payload := make([]byte, sc.Payload)
 			fillPayload(payload, i)
-			for n := seq[i] + 1; ; n++ {
-				seq[i] = n
+			for n := seq[j] + 1; ; n++ {
+				seq[j] = n
 				ph := phase.Load()
 				if ph == stopping {
 					return
@@ -244,7 +296,7 @@ func loadConns(callers []caller, s System, sc Scenario, seq []int64, phase *atom
 					return
 				}
 				if ph == measuring && phase.Load() == measuring {
-					answered(i, lat)
+					answered(j, lat)
 				}
 			}
 		}()
@@ -257,6 +309,9 @@ func loadConns(callers []caller, s System, sc Scenario, seq []int64, phase *atom
 // the session's first slice and half that later, when the server and the
 // connections are warm already and only the load restarts.
 func (r *runner) slice(ctx context.Context, ss *session, sc Scenario) (Sample, error) {
+	if sc.Rate > 0 {
+		return r.pacedSlice(ctx, ss, sc)
+	}
 	s, c, callers := ss.sys, ss.c, ss.callers
 	warmup := sc.Warmup
 	if ss.slices > 0 {
@@ -267,21 +322,30 @@ func (r *runner) slice(ctx context.Context, ss *session, sc Scenario) (Sample, e
 	for _, cl := range callers {
 		cl.setDeadline(deadline)
 	}
+	for _, cl := range ss.sleepers {
+		cl.setDeadline(deadline)
+	}
 	shards := make([]*shard, min(len(callers), maxShards))
 	for i := range shards {
 		shards[i] = &shard{h: hdrhistogram.New(histMin, histMax, histSig)}
 	}
 	var phase atomic.Int32
 	fl := newFailure()
-	wg := loadConns(callers, s, sc, ss.seq, &phase, fl, func(i int, lat time.Duration) {
+	wg := loadConns(callers, 0, s, sc, ss.seq, &phase, fl, func(i int, lat time.Duration) {
 		sh := shards[i%len(shards)]
 		sh.mu.Lock()
 		sh.h.RecordValue(int64(lat))
 		sh.mu.Unlock()
 	})
+	// The sleep connections share the phase: every request to "sleep".
+	var slept atomic.Int64
+	sleepSc := sc
+	sleepSc.SlowShare = 1
+	swg := loadConns(ss.sleepers, len(callers), s, sleepSc, ss.sleepSeq, &phase, fl, func(int, time.Duration) { slept.Add(1) })
 	finish := func(err error) (Sample, error) {
 		phase.Store(stopping)
 		wg.Wait()
+		swg.Wait()
 		if fl.err != nil {
 			return Sample{}, fl.err
 		}
@@ -321,6 +385,7 @@ func (r *runner) slice(ctx context.Context, ss *session, sc Scenario) (Sample, e
 		return finish(err)
 	}
 	wg.Wait()
+	swg.Wait()
 	if fl.err != nil {
 		return Sample{}, fl.err
 	}
@@ -328,6 +393,9 @@ func (r *runner) slice(ctx context.Context, ss *session, sc Scenario) (Sample, e
 	// a client with a reader of its own (net/rpc's) would otherwise time
 	// out meanwhile and shut down for good.
 	for _, cl := range callers {
+		cl.setDeadline(time.Time{})
+	}
+	for _, cl := range ss.sleepers {
 		cl.setDeadline(time.Time{})
 	}
 	h := hdrhistogram.New(histMin, histMax, histSig)
@@ -341,20 +409,23 @@ func (r *runner) slice(ctx context.Context, ss *session, sc Scenario) (Sample, e
 	secs := t1.Sub(t0).Seconds()
 	other, steal := others(m0, m1, after.CPUSeconds-before.CPUSeconds, secs)
 	return Sample{
-		OtherCPUs:    other,
-		StealCPUs:    steal,
-		Requests:     n,
-		Seconds:      secs,
-		Throughput:   float64(n) / secs,
-		P50us:        float64(h.ValueAtQuantile(50)) / 1e3,
-		P99us:        float64(h.ValueAtQuantile(99)) / 1e3,
-		P999us:       float64(h.ValueAtQuantile(99.9)) / 1e3,
-		CPUusPerReq:  (after.CPUSeconds - before.CPUSeconds) / float64(n) * 1e6,
-		AllocsPerReq: float64(after.Mallocs-before.Mallocs) / float64(n),
-		SysUsPerReq:  (after.SysSeconds - before.SysSeconds) / float64(n) * 1e6,
-		CtxSwPerReq:  float64(after.CtxSwitches-before.CtxSwitches) / float64(n),
-		RSSBytes:     after.RSSBytes,
-		Goroutines:   after.Goroutines,
+		OtherCPUs:       other,
+		StealCPUs:       steal,
+		Requests:        n,
+		Seconds:         secs,
+		Throughput:      float64(n) / secs,
+		P50us:           float64(h.ValueAtQuantile(50)) / 1e3,
+		P99us:           float64(h.ValueAtQuantile(99)) / 1e3,
+		P999us:          float64(h.ValueAtQuantile(99.9)) / 1e3,
+		CPUusPerReq:     (after.CPUSeconds - before.CPUSeconds) / float64(n) * 1e6,
+		AllocsPerReq:    float64(after.Mallocs-before.Mallocs) / float64(n),
+		SysUsPerReq:     (after.SysSeconds - before.SysSeconds) / float64(n) * 1e6,
+		CtxSwPerReq:     float64(after.CtxSwitches-before.CtxSwitches) / float64(n),
+		RSSBytes:        after.RSSBytes,
+		Goroutines:      after.Goroutines,
+		MaxUs:           float64(h.Max()) / 1e3,
+		SleepConns:      len(ss.sleepers),
+		SleepThroughput: float64(slept.Load()) / secs,
 	}, nil
 }
 

@@ -15,7 +15,11 @@ import (
 // Report is everything a run measured; it is what the JSON file holds.
 type Report struct {
 	// Format is 2 since ratios carry their range over paired rounds
-	// (ratio_min, ratio_max); LoadReport fills them in for format 1.
+	// (ratio_min, ratio_max); LoadReport fills them in for format 1. It is
+	// 3 since paced scenarios (sent, failures, max_us), scenarios with
+	// sleep connections (sleep_throughput) and results' ratios to a
+	// scenario's second reference system (Result.Versus); older reports
+	// have none of them, and nothing else changed.
 	Format    int               `json:"format"`
 	Started   time.Time         `json:"started"`
 	Seconds   float64           `json:"seconds"` // wall time of the measurements
@@ -53,6 +57,11 @@ type Result struct {
 	Skipped string           `json:"skipped,omitempty"` // why it did not run
 	Samples []Sample         `json:"samples,omitempty"`
 	Figures map[string]*Stat `json:"figures,omitempty"` // by metric key
+	// Versus holds, for a scenario with a second reference system
+	// (Scenario.Versus), each figure's ratio to that system's, paired by
+	// round, in Ratio, RatioMin, RatioMax and RatioSpreadPct; by metric
+	// key.
+	Versus map[string]*Stat `json:"versus,omitempty"`
 }
 
 // Stat summarizes one figure over the rounds.
@@ -94,6 +103,22 @@ var loadMetrics = []metric{
 	{"goroutines", "goroutines", func(s Sample) float64 { return float64(s.Goroutines) }},
 }
 
+// pacedMetrics are the figures of a paced scenario (Scenario.Rate).
+var pacedMetrics = append([]metric{
+	{"sent", "sent", func(s Sample) float64 { return float64(s.Sent) }},
+	{"verified", "verified", func(s Sample) float64 { return float64(s.Requests) }},
+	{"failures", "failures", func(s Sample) float64 { return float64(s.Failures) }},
+	{"max_us", "max µs", func(s Sample) float64 { return s.MaxUs }},
+	{"connect_seconds", "connect s", func(s Sample) float64 { return s.ConnectSeconds }},
+	{"load_cpu_us_per_req", "load CPU µs/req", func(s Sample) float64 { return s.LoadCPUusPerReq }},
+}, loadMetrics...)
+
+// sleepMetrics are the figures of a scenario with sleep connections.
+var sleepMetrics = append([]metric{
+	{"sleep_throughput", "sleep req/s", func(s Sample) float64 { return s.SleepThroughput }},
+	{"max_us", "max µs", func(s Sample) float64 { return s.MaxUs }},
+}, loadMetrics...)
+
 var idleMetrics = []metric{
 	{"rss_per_conn_bytes", "RSS B/conn", func(s Sample) float64 { return s.RSSPerConn }},
 	{"heap_per_conn_bytes", "heap B/conn", func(s Sample) float64 { return s.HeapPerConn }},
@@ -103,14 +128,19 @@ var idleMetrics = []metric{
 }
 
 func metricsOf(sc Scenario) []metric {
-	if sc.Idle {
+	switch {
+	case sc.Idle:
 		return idleMetrics
+	case sc.Rate > 0:
+		return pacedMetrics
+	case sc.SleepConns > 0:
+		return sleepMetrics
 	}
 	return loadMetrics
 }
 
 func newReport(o Options) *Report {
-	r := &Report{Format: 2, Started: time.Now().UTC(), Machine: ReadMachine(), Full: o.Full, Baseline: o.Baseline}
+	r := &Report{Format: 3, Started: time.Now().UTC(), Machine: ReadMachine(), Full: o.Full, Baseline: o.Baseline}
 	for _, s := range o.Systems {
 		r.Systems = append(r.Systems, SystemInfo{Name: s.Name, Doc: s.Doc, Protocol: s.Protocol.String()})
 	}
@@ -204,6 +234,35 @@ func (r *Report) ratios() {
 			}
 			for _, m := range metricsOf(sr.Scenario) {
 				pairRatios(res.Figures[m.key], m, res.Samples, base.Figures[m.key], base.Samples)
+			}
+		}
+	}
+	r.versus()
+}
+
+// versus fills Result.Versus for scenarios with a second reference system.
+func (r *Report) versus() {
+	for _, sr := range r.Scenarios {
+		var ref *Result
+		for _, res := range sr.Results {
+			if sr.Scenario.Versus != "" && res.System == sr.Scenario.Versus && res.Figures != nil {
+				ref = res
+			}
+		}
+		if ref == nil {
+			continue
+		}
+		for _, res := range sr.Results {
+			if res == ref || res.Figures == nil {
+				continue
+			}
+			res.Versus = map[string]*Stat{}
+			for _, m := range metricsOf(sr.Scenario) {
+				st := &Stat{}
+				pairRatios(st, m, res.Samples, ref.Figures[m.key], ref.Samples)
+				if st.Ratio != 0 {
+					res.Versus[m.key] = st
+				}
 			}
 		}
 	}
@@ -332,20 +391,48 @@ func (r *Report) WriteTable(w io.Writer) {
 			fmt.Fprintf(w, "   DISTURBED: other processes took up to %.1f CPUs during these points\n", sr.Disturbed)
 		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		if sc.Idle {
+		v := "×" + sc.Versus
+		switch {
+		case sc.Idle:
 			fmt.Fprintf(tw, "system\tRSS B/conn\t%s\theap B/conn\tgoroutines/conn\tserver RSS MB\tconnect s\t\n", b)
-		} else {
+		case sc.Rate > 0:
+			fmt.Fprintf(tw, "system\tsent\tverified\tfailures\tp50 µs\tp99 µs\t%s\tmax µs\tCPU µs/req\t%s\tload CPU µs/req\tRSS MB\tgoroutines\tconnect s\t\n", b, b)
+		case sc.SleepConns > 0:
+			fmt.Fprintf(tw, "system\techo req/s\tp50 µs\t%s\t%s\tp99 µs\t%s\t%s\tmax µs\tsleep conns\tsleep req/s\tCPU µs/req\tgoroutines\t\n", b, v, b, v)
+		default:
 			fmt.Fprintf(tw, "system\treq/s\t%s\tp50 µs\t%s\tp99 µs\t%s\tp99.9 µs\tCPU µs/req\t%s\tsys µs\tctxsw/req\tallocs/req\tRSS MB\t\n", b, b, b, b)
 		}
 		var skipped []string
 		for _, res := range sr.Results {
 			if res.Figures == nil {
-				if res.Skipped != "" {
+				if res.Skipped != "" && res.Skipped != notInScenario {
 					skipped = append(skipped, res.System+" ("+res.Skipped+")")
 				}
 				continue
 			}
 			f := res.Figures
+			vs := func(k string) string {
+				if res.System == sc.Versus {
+					return "1"
+				}
+				return ratio(res.Versus[k])
+			}
+			if sc.Rate > 0 {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.System,
+					med(f["sent"]), med(f["verified"]), med(f["failures"]),
+					spread(f["p50_us"]), spread(f["p99_us"]), ratio(f["p99_us"]), med(f["max_us"]),
+					spread(f["cpu_us_per_req"]), ratio(f["cpu_us_per_req"]), med(f["load_cpu_us_per_req"]),
+					med(f["rss_mb"]), med(f["goroutines"]), med(f["connect_seconds"]))
+				continue
+			}
+			if sc.SleepConns > 0 {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", res.System,
+					spread(f["throughput"]), spread(f["p50_us"]), ratio(f["p50_us"]), vs("p50_us"),
+					spread(f["p99_us"]), ratio(f["p99_us"]), vs("p99_us"), med(f["max_us"]),
+					res.Samples[0].SleepConns, spread(f["sleep_throughput"]),
+					med(f["cpu_us_per_req"]), med(f["goroutines"]))
+				continue
+			}
 			if sc.Idle {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.System,
 					spread(f["rss_per_conn_bytes"]), ratio(f["rss_per_conn_bytes"]),
@@ -360,6 +447,24 @@ func (r *Report) WriteTable(w io.Writer) {
 			}
 		}
 		tw.Flush()
+		if sc.Rate > 0 {
+			fmt.Fprintf(w, "   sent and verified: requests in a round's measured window (median over the rounds); latency from each request's scheduled send time\n")
+			for _, res := range sr.Results {
+				for _, smp := range res.Samples {
+					if smp.FirstFailure != "" {
+						fmt.Fprintf(w, "   %s round %d: %d failures, the first: %s\n", res.System, smp.Repeat, smp.Failures, smp.FirstFailure)
+						break
+					}
+				}
+			}
+		}
+		if sc.SleepConns > 0 {
+			fmt.Fprintf(w, "   sleep connections call a %v handler back to back: at most %s req/s; %s = ratio to %s paired by round\n",
+				sc.Slow, num(float64(sc.SleepConns)/sc.Slow.Seconds()), v, sc.Versus)
+		}
+		if len(sc.Only) > 0 {
+			fmt.Fprintf(w, "   runs only on %s\n", strings.Join(sc.Only, ", "))
+		}
 		if len(skipped) > 0 {
 			fmt.Fprintf(w, "   skipped: %s\n", strings.Join(skipped, "; "))
 		}

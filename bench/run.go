@@ -37,6 +37,9 @@ type Options struct {
 	// fileLimit returns the open-file limit; nil means raiseFileLimit.
 	// Tests lower it.
 	fileLimit func() uint64
+	// loadPerProc is the most connections a paced scenario's load process
+	// holds; 0 means pacedPerProc. Tests lower it.
+	loadPerProc int
 }
 
 // WrongAnswerError is a verification failure: a system answered a request
@@ -127,7 +130,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	start := time.Now()
 	for _, res := range rep.Scenarios {
 		sc := res.Scenario
-		if sc.Idle {
+		if sc.Idle || sc.Rate > 0 {
 			r.fitIdle(&sc, rep)
 			res.Scenario = sc
 			res.Description = sc.Describe()
@@ -171,8 +174,12 @@ type runner struct {
 	o   Options
 	rep *Report // for notes
 	dir string
-	n   int       // points started, for unique socket names
-	tls *tlsSetup // made on first use
+	n   int // points started, for unique socket names
+	// sources counts the loopback source addresses given to paced load
+	// processes, so that each session gets fresh ones (the last one's
+	// ports may still be in TIME_WAIT).
+	sources int
+	tls     *tlsSetup // made on first use
 }
 
 // tlsSetup is the certificate of TLS scenarios.
@@ -192,10 +199,17 @@ func (r *runner) tlsConfig() (*tlsSetup, error) {
 	return r.tls, nil
 }
 
-// fitIdle scales an idle scenario down to what the open-file limit allows.
+// fitIdle scales an idle or paced scenario down to what the open-file
+// limit allows: the connections of an idle scenario and the server of a
+// paced one live in one process (the server's own files are few, hence
+// the smaller margin).
 func (r *runner) fitIdle(sc *Scenario, rep *Report) {
 	lim := int(raiseFileLimit())
-	if avail := lim - fileMargin; sc.Conns > avail {
+	margin := fileMargin
+	if sc.Rate > 0 {
+		margin = pacedMargin
+	}
+	if avail := lim - margin; sc.Conns > avail {
 		rep.note("%s: open-file limit %d allows %d connections, not %d; scaled down", sc.Name, lim, max(avail, 1), sc.Conns)
 		sc.Conns = max(avail, 1)
 	}
@@ -213,7 +227,8 @@ func disturbed(s Sample) bool { return s.OtherCPUs+s.StealCPUs > busyCPUs }
 // slice of every system, in an order rotated on each round, so that a slow
 // drift of the machine touches every system alike and each round's ratios
 // to the baseline are paired. A slice disturbed by other processes is
-// measured again, up to maxRetries times. When the open-file limit cannot
+// measured again, up to maxRetries times (except a paced scenario's: its
+// slices are long, and a disturbed one is only flagged). When the open-file limit cannot
 // hold every system's connections at once, each slice opens and closes its
 // own server and connections instead, and a note says so.
 func (r *runner) loadRounds(ctx context.Context, sc Scenario, systems []System, results []*Result, step func(string), done func()) (err error) {
@@ -241,7 +256,8 @@ func (r *runner) loadRounds(ctx context.Context, sc Scenario, systems []System, 
 	if r.o.fileLimit != nil {
 		limit = r.o.fileLimit
 	}
-	if need, lim := len(systems)*sc.Conns+fileMargin, int(limit()); need > lim {
+	// A paced scenario's connections live in load processes of their own.
+	if need, lim := len(systems)*(sc.Conns+sc.SleepConns)+fileMargin, int(limit()); sc.Rate == 0 && need > lim {
 		together = false
 		r.rep.note("%s: the open-file limit (%d) cannot hold all %d systems' connections at once; each slice started its own server and connections", sc.Name, lim, len(systems))
 	}
@@ -272,7 +288,11 @@ func (r *runner) loadRounds(ctx context.Context, sc Scenario, systems []System, 
 			}
 			step(systems[i].Name)
 			smp, err := r.slice(ctx, sessions[i], sc)
-			for try := 0; err == nil && disturbed(smp) && try < maxRetries; try++ {
+			retries := maxRetries
+			if sc.Rate > 0 {
+				retries = 0 // long slices; a disturbed one is flagged, not redone
+			}
+			for try := 0; err == nil && disturbed(smp) && try < retries; try++ {
 				retried := smp.Retried + 1
 				smp, err = r.slice(ctx, sessions[i], sc)
 				smp.Retried = retried
@@ -293,8 +313,9 @@ func (r *runner) loadRounds(ctx context.Context, sc Scenario, systems []System, 
 	return nil
 }
 
-// fileMargin is the open files a run needs beside its connections.
-const fileMargin = 256
+// fileMargin is the open files a run needs beside its connections, and
+// pacedMargin those a server needs beside its connections.
+const fileMargin, pacedMargin = 256, 64
 
 // idleRounds measures an idle scenario: each point is a fresh server
 // process, so that its memory is the connections' alone; systems are
@@ -331,7 +352,7 @@ func (r *runner) fail(s System, sc Scenario, err error) error {
 // configuration that reaches it.
 func (r *runner) start(ctx context.Context, s System, sc Scenario) (*child, dialConfig, error) {
 	r.n++
-	d := dialConfig{addr: "127.0.0.1:0"}
+	d := dialConfig{addr: "127.0.0.1:0", version: sc.Version}
 	if sc.Unix {
 		d.addr = "unix://" + filepath.Join(r.dir, fmt.Sprintf("s%d.sock", r.n))
 	}

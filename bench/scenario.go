@@ -36,6 +36,26 @@ type Scenario struct {
 	// ConnLadder marks the 64-byte TCP scenarios plotted as throughput
 	// against connections.
 	ConnLadder bool `json:"conn_ladder,omitempty"`
+	// Version is the Petrel protocol version the load client negotiates
+	// (0, the classic one, or 1); systems without version 1 skip a
+	// version-1 scenario.
+	Version uint8 `json:"protocol_version,omitempty"`
+	// Rate, when positive, paces the load instead of running it flat out:
+	// each connection sends Rate requests per second, the connections'
+	// sends spread evenly over each period, from load-generator processes
+	// of their own (see paced.go). Latency counts from the scheduled send
+	// time, so a late answer also delays the requests queued behind it.
+	Rate float64 `json:"rate_per_conn,omitempty"`
+	// SleepConns, when positive, adds that many connections calling the
+	// "sleep" handler (Slow) back to back beside the Conns measured echo
+	// connections; their throughput is reported. Systems whose handlers
+	// cannot block (no FeatSlow) run the echo connections alone.
+	SleepConns int `json:"sleep_conns,omitempty"`
+	// Only, when set, names the systems the scenario runs on.
+	Only []string `json:"only,omitempty"`
+	// Versus names a second reference system: every other system's
+	// figures are also given as ratios to its, paired by round.
+	Versus string `json:"versus,omitempty"`
 }
 
 // needs lists the features sc requires of a system.
@@ -52,6 +72,9 @@ func (sc Scenario) needs() []Feature {
 	}
 	if sc.SlowShare > 0 {
 		f = append(f, FeatSlow)
+	}
+	if sc.Version == 1 {
+		f = append(f, FeatV1)
 	}
 	return f
 }
@@ -77,8 +100,18 @@ func (sc Scenario) Describe() string {
 	if sc.HMAC {
 		parts = append(parts, "HMAC")
 	}
+	if sc.Version > 0 {
+		parts = append(parts, fmt.Sprintf("protocol version %d", sc.Version))
+	}
+	if sc.Rate > 0 {
+		parts = append(parts, fmt.Sprintf("%g request/s per connection, spread evenly, from separate load processes", sc.Rate))
+	}
 	if sc.SlowShare > 0 {
 		parts = append(parts, fmt.Sprintf("%g%% of requests to a %v handler", sc.SlowShare*100, sc.Slow))
+	}
+	if sc.SleepConns > 0 {
+		parts[0] += " of echo"
+		parts = append(parts, fmt.Sprintf("beside %d connections calling a %v handler back to back", sc.SleepConns, sc.Slow))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -131,12 +164,27 @@ func Suite(full bool) []Scenario {
 	u.Unix = true
 	h := pt("hmac-c64-64B", 64, 64, r)
 	h.HMAC = true
+	h1 := h
+	h1.Name, h1.Version = "hmac-v1-c64-64B", 1
 	t := pt("tls-c64-64B", 64, 64, r)
 	t.TLS = true
 	m := pt("slowmix-c64-64B", 64, 64, r)
 	m.SlowShare, m.Slow = 0.05, time.Millisecond
+	// Echo at one connection while 32 others keep 50 ms sleeps running:
+	// in one reactor server, echo on the event loop, sleep on the pool.
+	mix := pt("mixed-c1-sleep50ms", 1, 64, 3)
+	mix.Warmup, mix.Duration = 200*time.Millisecond, time.Second
+	mix.SleepConns, mix.Slow = 32, 50*time.Millisecond
+	mix.Only = []string{"reactor-mixed", "reactor-inline", "reactor-pool", "std"}
+	mix.Versus = "reactor-inline"
 	idle := Scenario{Name: "idle-10k", Conns: 10000, Payload: 64, Idle: true, Repeats: rIdle}
-	return append(s, u, h, t, m, idle)
+	s = append(s, u, h, h1, t, m, mix, idle)
+	// One server at the open-file ceiling: 19,000 connections, each one
+	// 64-byte echo a second, spread evenly, from load processes of their own.
+	fd := Scenario{Name: "c19k-1rps", Conns: 19000, Payload: 64, Rate: 1,
+		Warmup: 2 * time.Second, Duration: 5 * time.Second, Repeats: 3,
+		Only: []string{"reactor-pool", "std"}}
+	return append(s, fd)
 }
 
 // SelectScenarios returns the scenarios of all named in names (comma

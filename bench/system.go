@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"time"
 )
@@ -42,11 +43,12 @@ const (
 	FeatHMAC                // Petrel HMAC on every frame
 	FeatTLS                 // TLS
 	FeatSlow                // a handler that blocks ("sleep")
+	FeatV1                  // Petrel protocol version 1
 )
 
 // String returns the feature's name.
 func (f Feature) String() string {
-	return [...]string{"unix", "hmac", "tls", "slow handler"}[f]
+	return [...]string{"unix", "hmac", "tls", "slow handler", "protocol version 1"}[f]
 }
 
 // ServeConfig is what the server role is given.
@@ -91,8 +93,15 @@ type System struct {
 	Unavailable string
 }
 
+// notInScenario is why a system that a scenario's Only list leaves out
+// does not run it.
+const notInScenario = "not in this scenario"
+
 // why returns why s cannot run sc, or "" when it can.
 func (s System) why(sc Scenario) string {
+	if len(sc.Only) > 0 && !slices.Contains(sc.Only, s.Name) {
+		return notInScenario
+	}
 	if s.Unavailable != "" {
 		return s.Unavailable
 	}
@@ -113,27 +122,28 @@ func Systems() []System {
 			Name:     "floor-std",
 			Doc:      "floor: minimal stdlib server for Petrel frames, goroutine per connection",
 			Protocol: ProtoPetrel,
+			Lacks:    map[Feature]string{FeatV1: "the floors speak version 0 only"},
 			Serve:    serveFloorStd,
 		},
 		System{
 			Name:     "floor-gnet",
 			Doc:      "floor: minimal gnet v2 server for Petrel frames, inline handler",
 			Protocol: ProtoPetrel,
-			Lacks:    map[Feature]string{FeatTLS: "gnet has no TLS"},
+			Lacks:    map[Feature]string{FeatTLS: "gnet has no TLS", FeatV1: "the floors speak version 0 only"},
 			Serve:    serveFloorGnet,
 		},
 		System{
 			Name:     "net-rpc",
 			Doc:      "peer: net/rpc (gob), goroutine per connection",
 			Protocol: ProtoNetRPC,
-			Lacks:    map[Feature]string{FeatHMAC: "not a Petrel protocol feature"},
+			Lacks:    map[Feature]string{FeatHMAC: "not a Petrel protocol feature", FeatV1: "not a Petrel protocol feature"},
 			Serve:    serveNetRPC,
 		},
 		System{
 			Name:     "grpc",
 			Doc:      "peer: google.golang.org/grpc unary calls, raw-bytes codec",
 			Protocol: ProtoGRPC,
-			Lacks:    map[Feature]string{FeatHMAC: "not a Petrel protocol feature"},
+			Lacks:    map[Feature]string{FeatHMAC: "not a Petrel protocol feature", FeatV1: "not a Petrel protocol feature"},
 			Serve:    serveGRPC,
 		},
 	)

@@ -11,34 +11,40 @@ import (
 var benchSizes = []int{64, 16 << 10, 1 << 20}
 
 // BenchmarkCall measures one client's round trips to the fake server over
-// loopback TCP and a Unix socket. The fake server allocates nothing per
-// request, so allocs/op is the client's.
+// loopback TCP and a Unix socket, on protocol version 1 and 0, with and
+// without a key. The fake server allocates nothing per request, so
+// allocs/op is the client's.
 func BenchmarkCall(b *testing.B) {
 	for _, unix := range []bool{false, true} {
-		s := startFake(b, fakeConfig{Unix: unix})
-		c := mustDial(b, client.Config{Addr: s.Addr})
 		tr := map[bool]string{false: "tcp", true: "unix"}[unix]
-		for _, n := range benchSizes {
-			payload := make([]byte, n)
-			dst := make([]byte, 0, n)
-			b.Run(fmt.Sprintf("%s/CallInto/%d", tr, n), func(b *testing.B) {
-				b.ReportAllocs()
-				b.SetBytes(int64(2 * n))
-				for b.Loop() {
-					if _, err := c.CallInto(context.Background(), "echo", payload, dst); err != nil {
-						b.Fatal(err)
-					}
+		for _, proto := range []client.Protocol{client.Protocol1, client.Protocol0} {
+			for _, key := range [][]byte{nil, []byte("k")} {
+				s := startFake(b, fakeConfig{Unix: unix, Key: key})
+				c := mustDial(b, client.Config{Addr: s.Addr, HMACKey: key, Protocol: proto})
+				name := fmt.Sprintf("%s/v%v/%s", tr, proto, keyName(key))
+				for _, n := range benchSizes {
+					payload := make([]byte, n)
+					dst := make([]byte, 0, n)
+					b.Run(fmt.Sprintf("%s/CallInto/%d", name, n), func(b *testing.B) {
+						b.ReportAllocs()
+						b.SetBytes(int64(2 * n))
+						for b.Loop() {
+							if _, err := c.CallInto(context.Background(), "echo", payload, dst); err != nil {
+								b.Fatal(err)
+							}
+						}
+					})
+					b.Run(fmt.Sprintf("%s/Call/%d", name, n), func(b *testing.B) {
+						b.ReportAllocs()
+						b.SetBytes(int64(2 * n))
+						for b.Loop() {
+							if _, err := c.Call(context.Background(), "echo", payload); err != nil {
+								b.Fatal(err)
+							}
+						}
+					})
 				}
-			})
-			b.Run(fmt.Sprintf("%s/Call/%d", tr, n), func(b *testing.B) {
-				b.ReportAllocs()
-				b.SetBytes(int64(2 * n))
-				for b.Loop() {
-					if _, err := c.Call(context.Background(), "echo", payload); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
+			}
 		}
 	}
 }

@@ -2,10 +2,12 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -31,6 +33,8 @@ type Response struct {
 	Status codec.Status
 	// Request is the request text the answer echoes.
 	Request string
+	// Seq is the answer's sequence number, which echoes its request's.
+	Seq uint32
 	// Payload is the answer's payload: freshly allocated by [Client.Call],
 	// and the caller's buffer by [Client.CallInto].
 	Payload []byte
@@ -48,18 +52,29 @@ type Client struct {
 	// cancelled receives a value when onCancel has finished (capacity 1).
 	cancelled chan struct{}
 
+	// version is the negotiated protocol version, set by the protocol
+	// check before the client is handed out and never changed after.
+	version uint8
+
 	// turn is a one-slot semaphore: the goroutine that put a value in it
 	// owns the connection's I/O and every field down to mu.
-	turn        chan struct{}
-	seq         uint32
-	mac         *codec.MAC // nil without an HMAC key
-	deadlineSet bool       // the conn has a deadline that may need clearing
-	wbuf        []byte     // frame assembly; header and request at least
+	turn chan struct{}
+	seq  uint32 // the last request's sequence number
+	// mac signs with the classic 44-byte MAC: on a keyed version-0
+	// session, and for the PROTOCHECK exchange of a keyed version-1 one.
+	mac *codec.MAC
+	// fmac signs with the 32-byte session tag, on a keyed version-1
+	// session once the PROTOCHECK exchange is over. mac and fmac are never
+	// both set.
+	fmac        *codec.FrameMAC
+	deadlineSet bool   // the conn has a deadline that may need clearing
+	wbuf        []byte // frame assembly; header and request at least
 	macBuf      [codec.MACLen]byte
-	vecArr      [3][]byte   // backing array of vec
-	vec         net.Buffers // vectored write, over vecArr
-	rbuf        []byte      // read buffer, len == cap == readBufSize
-	rpos, rend  int         // unread bytes are rbuf[rpos:rend]
+	rtext       [codec.MaxRequestLen]byte // the answer's request text, for its tag
+	vecArr      [3][]byte                 // backing array of vec
+	vec         net.Buffers               // vectored write, over vecArr
+	rbuf        []byte                    // read buffer, len == cap == readBufSize
+	rpos, rend  int                       // unread bytes are rbuf[rpos:rend]
 
 	mu     sync.Mutex // guards err and closed
 	err    error      // why the client is unusable; nil while open
@@ -67,14 +82,17 @@ type Client struct {
 }
 
 // Dial connects to the server at cfg.Addr, over TLS when cfg.TLS is set,
-// and runs the protocol check. ctx, and cfg.DialTimeout when set, bound the
+// and runs the protocol check, which settles the protocol version (see
+// [Config.Protocol]; under [ProtocolAuto], a server speaking only version 0
+// costs a second connection). ctx, and cfg.DialTimeout when set, bound the
 // whole of it; ctx does not affect the client once Dial has returned.
 //
-// A server that does not know PROTOCHECK or speaks another protocol version
-// gives an error matching [ErrProtocolCheck] and wrapping a
-// *[codec.StatusError] (status 400 or 497). A server configured with
-// another HMAC key answers the check with status 502, which gives an error
-// matching [codec.ErrBadMAC].
+// A server that does not know PROTOCHECK gives an error matching
+// [ErrProtocolCheck] and wrapping a *[codec.StatusError] with status 400;
+// one with which no version can be agreed gives a *[VersionError] (status
+// 497; [ErrDowngrade] when a keyed client refused version 0). A server
+// configured with another HMAC key answers the check with status 502,
+// which gives an error matching [codec.ErrBadMAC].
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	rc, err := cfg.resolve(true)
 	if err != nil {
@@ -85,13 +103,27 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 
 // dial is [Dial] with the configuration resolved.
 func dial(ctx context.Context, rc config) (*Client, error) {
-	var err error
 	if rc.DialTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, rc.DialTimeout)
 		defer cancel()
 	}
+	c, err := connect(ctx, rc, rc.Protocol.offer())
+	var ve *VersionError
+	if errors.As(err, &ve) && ve.fallback {
+		c, err = connect(ctx, rc, codec.ProtocolV0)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("petrel: dial %s: %w", rc.Addr, err)
+	}
+	return c, nil
+}
+
+// connect dials one connection and runs the protocol check on it, offering
+// version offer.
+func connect(ctx context.Context, rc config, offer uint8) (*Client, error) {
 	var conn net.Conn
+	var err error
 	nd := &net.Dialer{}
 	if rc.TLS != nil {
 		td := &tls.Dialer{NetDialer: nd, Config: rc.TLS}
@@ -100,19 +132,18 @@ func dial(ctx context.Context, rc config) (*Client, error) {
 		conn, err = nd.DialContext(ctx, rc.network, rc.address)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("petrel: dial %s: %w", rc.Addr, err)
+		return nil, err
 	}
-	c, err := start(ctx, conn, rc)
-	if err != nil {
-		return nil, fmt.Errorf("petrel: dial %s: %w", rc.Addr, err)
-	}
-	return c, nil
+	return start(ctx, conn, rc, offer)
 }
 
 // New makes a client of a connection the caller established (a TLS
 // connection, an SSH channel, one end of a net.Pipe) and runs the protocol
 // check over it. cfg.Addr and cfg.TLS are ignored; ctx and cfg.DialTimeout
 // bound the check. On error conn is closed; on success the client owns it.
+// Having no way to dial again, New does not fall back to version 0 under
+// [ProtocolAuto]: a server that speaks only version 0 gives a
+// *[VersionError]; set [Protocol0] for such a server.
 func New(ctx context.Context, conn net.Conn, cfg Config) (*Client, error) {
 	rc, err := cfg.resolve(false)
 	if err != nil {
@@ -124,12 +155,12 @@ func New(ctx context.Context, conn net.Conn, cfg Config) (*Client, error) {
 		ctx, cancel = context.WithTimeout(ctx, rc.DialTimeout)
 		defer cancel()
 	}
-	return start(ctx, conn, rc)
+	return start(ctx, conn, rc, rc.Protocol.offer())
 }
 
-// start builds the client and runs the protocol check; it closes conn on
-// error.
-func start(ctx context.Context, conn net.Conn, rc config) (*Client, error) {
+// start builds the client and runs the protocol check, offering version
+// offer; it closes conn on error.
+func start(ctx context.Context, conn net.Conn, rc config, offer uint8) (*Client, error) {
 	c := &Client{
 		cfg:       rc,
 		conn:      conn,
@@ -139,35 +170,63 @@ func start(ctx context.Context, conn net.Conn, rc config) (*Client, error) {
 		rbuf:      make([]byte, readBufSize),
 	}
 	c.onCancel = c.cancel
+	c.seq = rc.firstSeq - 1
 	if rc.HMACKey != nil {
 		c.mac = codec.NewMAC(rc.HMACKey)
 	}
-	if err := c.protoCheck(ctx); err != nil {
+	// The exchange itself is never refused for its size: a 17-byte
+	// version-1 PROTOCHECK goes through a smaller MaxPayload.
+	limit := rc.MaxPayload
+	c.cfg.MaxPayload = max(limit, 1+codec.NonceLen)
+	err := c.protoCheck(ctx, offer)
+	c.cfg.MaxPayload = limit
+	if err != nil {
 		c.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-// protoCheck sends PROTOCHECK with our version and checks the answer.
-func (c *Client) protoCheck(ctx context.Context) error {
-	var dst [8]byte
-	resp, err := c.CallInto(ctx, codec.ProtoCheck, []byte{codec.ProtocolVersion}, dst[:0])
+// protoCheck sends PROTOCHECK offering version offer (with a fresh nonce
+// for version 1) and checks the answer. On a keyed version-1 session it
+// derives the session key from both nonces and switches from the classic
+// MAC, which signs the exchange itself, to the session tag.
+func (c *Client) protoCheck(ctx context.Context, offer uint8) error {
+	var nonce [codec.NonceLen]byte
+	if offer == codec.ProtocolV1 {
+		rand.Read(nonce[:])
+	}
+	var pbuf, dst [1 + codec.NonceLen]byte
+	resp, err := c.CallInto(ctx, codec.ProtoCheck, codec.AppendProtoCheck(pbuf[:0], offer, nonce[:]), dst[:0])
 	var se *codec.StatusError
 	switch {
+	case errors.Is(err, codec.ErrBadMAC):
+		return err // whatever the status says, it is not the server's word
 	case errors.As(err, &se) && se.Status == codec.StatusNoHandler:
 		se.Reason = "server has no PROTOCHECK handler (not a Petrel server?)"
 		return fmt.Errorf("%w: %w", ErrProtocolCheck, se)
-	case errors.As(err, &se) && se.Status == codec.StatusVersionMismatch:
-		if len(resp.Payload) == 1 {
-			se.Reason = fmt.Sprintf("server speaks protocol version %d, client speaks %d",
-				resp.Payload[0], codec.ProtocolVersion)
+	case errors.As(err, &se) && se.Status == codec.StatusVersionMismatch && len(resp.Payload) == 1:
+		ve := &VersionError{Offered: offer, Server: resp.Payload[0], Answer: se}
+		se.Reason = fmt.Sprintf("server speaks protocol version %d, client offered %d", ve.Server, offer)
+		if offer == codec.ProtocolV1 && ve.Server == codec.ProtocolV0 && c.cfg.Protocol == ProtocolAuto {
+			ve.Downgrade = c.cfg.HMACKey != nil && !c.cfg.AllowV0
+			ve.fallback = !ve.Downgrade
 		}
+		return ve
+	case errors.As(err, &se) && se.Status == codec.StatusVersionMismatch:
+		se.Reason = fmt.Sprintf("protocol version mismatch (answer payload %q)", resp.Payload)
 		return fmt.Errorf("%w: %w", ErrProtocolCheck, se)
 	case err != nil:
 		return err
-	case len(resp.Payload) != 1 || resp.Payload[0] != codec.ProtocolVersion:
-		return fmt.Errorf("%w: server answered %d with payload %q", ErrProtocolCheck, resp.Status, resp.Payload)
+	}
+	v, serverNonce, err := codec.ParseProtoCheck(resp.Payload)
+	if err != nil || v != offer || resp.Status != codec.StatusOK {
+		return fmt.Errorf("%w: server answered %d with payload %q to an offer of version %d", ErrProtocolCheck, resp.Status, resp.Payload, offer)
+	}
+	c.version = v
+	if v == codec.ProtocolV1 && c.mac != nil {
+		k := codec.SessionKey(c.cfg.HMACKey, nonce[:], serverNonce)
+		c.fmac, c.mac = codec.NewFrameMAC(k[:]), nil
 	}
 	return nil
 }
@@ -185,7 +244,15 @@ func (c *Client) protoCheck(ctx context.Context) error {
 //
 // An answer with status 400 or more is returned together with a
 // *[codec.StatusError] carrying its status and reason (the answer's payload
-// as text). Statuses below 400 are not errors, 2xx or not.
+// as text). Statuses below 400 are not errors, 2xx or not. Two of them
+// come only on version-1 sessions, and leave the connection open: 503
+// ([codec.StatusBusy]: no worker took the request in time, it did not run,
+// retrying is safe) and 504 ([codec.StatusHandlerTimeout]: the handler
+// overran its timeout and may have run). A version-0 session gets 500 with
+// the reason "server busy" or "handler timeout" instead.
+//
+// On a version-1 session the call fails with [ErrSeqExhausted], sending
+// nothing, once the session's sequence numbers are used up.
 //
 // Call may be called from any goroutine.
 func (c *Client) Call(ctx context.Context, req string, payload []byte) (Response, error) {
@@ -299,6 +366,9 @@ func (c *Client) cancel() {
 // request", "reading answer"); any other error has op == "" and has been
 // dealt with (the client closed when needed).
 func (c *Client) roundTrip(req string, payload, dst []byte, fresh bool) (resp Response, op string, err error) {
+	if c.version == codec.ProtocolV1 && c.seq == math.MaxUint32 {
+		return Response{}, "", c.fail(fmt.Errorf("%w (call %q after seq %d): dial again", ErrSeqExhausted, req, c.seq))
+	}
 	c.seq++
 	seq := c.seq
 	if err := c.send(req, payload, seq); err != nil {
@@ -310,7 +380,7 @@ func (c *Client) roundTrip(req string, payload, dst []byte, fresh bool) (resp Re
 		return Response{}, "reading answer", err
 	}
 	h, _ := codec.ParseHeader(c.rbuf[c.rpos:c.rend])
-	resp.Status = h.Status
+	resp.Status, resp.Seq = h.Status, h.Seq
 	if h.PayloadLen > c.cfg.MaxPayload {
 		le := &codec.LimitError{Declared: uint64(h.PayloadLen), Limit: uint64(c.cfg.MaxPayload)}
 		return resp, "", c.fail(fmt.Errorf("petrel: call %q: answer: %w", req, le))
@@ -319,10 +389,14 @@ func (c *Client) roundTrip(req string, payload, dst []byte, fresh bool) (resp Re
 		return resp, "reading answer", err
 	}
 	text := c.rbuf[c.rpos+codec.HeaderLen : c.rpos+codec.HeaderLen+int(h.RequestLen)]
-	if string(text) == req {
+	echoed := string(text) == req
+	if echoed {
 		resp.Request = req
 	} else {
 		resp.Request = string(text)
+	}
+	if c.fmac != nil { // the tag covers it; the read buffer may move on
+		copy(c.rtext[:], text)
 	}
 	c.rpos += codec.HeaderLen + int(h.RequestLen)
 
@@ -348,15 +422,21 @@ func (c *Client) roundTrip(req string, payload, dst []byte, fresh bool) (resp Re
 	resp.Payload = dst
 
 	var macErr error
-	if c.mac != nil {
-		if err := c.fill(codec.MACLen); err != nil {
+	if n := c.macLen(); n > 0 {
+		if err := c.fill(n); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
 			return resp, "reading answer", err
 		}
-		macErr = c.mac.Verify(dst, c.rbuf[c.rpos:c.rpos+codec.MACLen])
-		c.rpos += codec.MACLen
+		mac := c.rbuf[c.rpos : c.rpos+n]
+		if c.mac != nil {
+			macErr = c.mac.Verify(dst, mac)
+		} else {
+			f := codec.Frame{Status: h.Status, Seq: h.Seq, Request: c.rtext[:h.RequestLen], Payload: dst, MAC: mac}
+			macErr = c.fmac.Verify(codec.ServerToClient, f)
+		}
+		c.rpos += n
 	}
 
 	var se error
@@ -372,8 +452,21 @@ func (c *Client) roundTrip(req string, payload, dst []byte, fresh bool) (resp Re
 		return resp, "", c.fail(se)
 	case h.Seq != seq:
 		return resp, "", c.fail(fmt.Errorf("petrel: call %q: %w: sequence number %d, want %d", req, ErrBadAnswer, h.Seq, seq))
+	case !echoed && c.version == codec.ProtocolV1:
+		return resp, "", c.fail(fmt.Errorf("petrel: call %q: %w: answer for request %q", req, ErrBadAnswer, resp.Request))
 	}
 	return resp, "", se
+}
+
+// macLen returns the bytes of MAC that follow each answer's payload.
+func (c *Client) macLen() int {
+	switch {
+	case c.mac != nil:
+		return codec.MACLen
+	case c.fmac != nil:
+		return codec.TagLen
+	}
+	return 0
 }
 
 // send frames and writes one request.
@@ -384,10 +477,16 @@ func (c *Client) send(req string, payload []byte, seq uint32) error {
 	}
 	w := append(c.wbuf[:0], hdr[:]...)
 	w = append(w, req...)
+	// The frame as a version-1 tag sees it: the request text is the copy
+	// in w, so that no string is converted.
+	f := codec.Frame{Seq: seq, Request: w[codec.HeaderLen:], Payload: payload}
 	if len(payload) <= copyLimit {
 		w = append(w, payload...)
-		if c.mac != nil {
+		switch {
+		case c.mac != nil:
 			w = c.mac.AppendSign(w, payload)
+		case c.fmac != nil:
+			w = c.fmac.AppendSign(w, codec.ClientToServer, f)
 		}
 		c.wbuf = w
 		_, err := c.conn.Write(w)
@@ -397,9 +496,11 @@ func (c *Client) send(req string, payload []byte, seq uint32) error {
 	// WriteTo consumes the slice it is called on: rebuild it from the
 	// fixed array each time, and drop the caller's payload afterwards.
 	c.vec = append(c.vecArr[:0], w, payload)
-	if c.mac != nil {
-		c.mac.AppendSign(c.macBuf[:0], payload)
-		c.vec = append(c.vec, c.macBuf[:])
+	switch {
+	case c.mac != nil:
+		c.vec = append(c.vec, c.mac.AppendSign(c.macBuf[:0], payload))
+	case c.fmac != nil:
+		c.vec = append(c.vec, c.fmac.AppendSign(c.macBuf[:0], codec.ClientToServer, f))
 	}
 	_, err := c.vec.WriteTo(c.conn)
 	c.vecArr = [3][]byte{}
@@ -469,6 +570,10 @@ func (c *Client) Close() error {
 	}
 	return nil
 }
+
+// Version returns the protocol version the client and the server agreed
+// on when dialing: 0 or 1. It may be called from any goroutine.
+func (c *Client) Version() uint8 { return c.version }
 
 // RemoteAddr returns the server's address. It may be called from any
 // goroutine.

@@ -237,16 +237,23 @@ func TestProtoCheck(t *testing.T) {
 	forTransports(t, func(t *testing.T, start func(fakeConfig) (*fakeServer, client.Config)) {
 		for _, tc := range []struct {
 			proto  string
-			status codec.Status
+			status codec.Status // 0: no status error
 			reason string
 		}{
 			{"none", codec.StatusNoHandler, "no PROTOCHECK"},
-			{"v1", codec.StatusVersionMismatch, "server speaks protocol version 1"},
+			{"v2", codec.StatusVersionMismatch, "server speaks protocol version 2, client offered 1"},
+			{"badv1", 0, `payload "\x01"`},
 		} {
 			_, cfg := start(fakeConfig{Proto: tc.proto})
 			c, err := client.Dial(testCtx(t), cfg)
 			if c != nil || !errors.Is(err, client.ErrProtocolCheck) {
 				t.Fatalf("%s: %v, want ErrProtocolCheck", tc.proto, err)
+			}
+			if tc.status == 0 {
+				if !strings.Contains(err.Error(), tc.reason) {
+					t.Fatalf("%s: %v", tc.proto, err)
+				}
+				continue
 			}
 			se := wantStatus(t, err, tc.status)
 			if !strings.Contains(se.Reason, tc.reason) {

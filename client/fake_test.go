@@ -2,9 +2,11 @@ package client_test
 
 import (
 	"bufio"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,7 +20,17 @@ import (
 // fakeConfig configures a fakeServer: a small Petrel server written from
 // the codec alone, goroutine per connection, that can also misbehave.
 type fakeConfig struct {
-	Proto      string // "" answers PROTOCHECK 200; "none" answers 400; "v1" answers 497
+	// Proto says how PROTOCHECK is answered:
+	//
+	//	""        versions 0 and 1, whichever is offered (a connection whose
+	//	          first frame is not PROTOCHECK is a version-0 session)
+	//	"v0"      a classic server: 200 to 0x00, 497 0x00 to anything else
+	//	"v1only"  requires version 1: 497 0x01 to 0x00, and a connection
+	//	          whose first frame is not PROTOCHECK is refused
+	//	"v2"      497 0x02 to everything
+	//	"badv1"   200 with a malformed payload (0x01 and no nonce) to 0x01
+	//	"none"    400, as a server without PROTOCHECK
+	Proto      string
 	Key        []byte // HMAC key; nil for none
 	MaxPayload uint32 // request payload limit; 0 means 4 MiB
 	TLS        *tls.Config
@@ -29,15 +41,25 @@ type fakeConfig struct {
 //
 //	echo     200 and the payload
 //	fail     500 "boom" (connection stays open)
+//	busy     503 "server busy" on version 1, 500 "server busy" on version 0
+//	slow     504 "handler timeout" on version 1, 500 "handler timeout" on 0
 //	code     the status written in decimal in the payload, reason "code N"
 //	big      200 and as many bytes as the payload says in decimal
 //	hang     never answers (until the server closes)
 //	cut      half an answer, then closes the connection
 //	huge     a header declaring a 2 GiB payload, then nothing
-//	badseq   an answer with the wrong sequence number
-//	badmac   an answer with a wrong MAC (with a key)
+//	badseq   an answer with the wrong sequence number (duly signed)
+//	badreq   an answer for request "other" (duly signed)
+//	badmac   an answer with a MAC or tag of zeros (with a key)
+//	tamper   an answer signed, then one payload byte changed (with a key)
+//	reflect  an answer tagged as if sent by a client (version 1, keyed)
 //	""       401
 //	others   400
+//
+// On a version-1 session it enforces the sequence rule: a request whose
+// seq is not the previous one's plus 1, or any after seq 2^32−1, is
+// answered 502 (keyed) or 498 and the connection closed; so is a second
+// PROTOCHECK.
 type fakeServer struct {
 	cfg  fakeConfig
 	Addr string // dial address: "127.0.0.1:port" or "unix:///path"
@@ -169,13 +191,18 @@ func (s *fakeServer) Close() {
 // server allocates nothing per request (allocation tests count every
 // goroutine's allocations).
 type fakeConn struct {
-	s    *fakeServer
-	conn net.Conn
-	br   *bufio.Reader
-	mac  *codec.MAC
-	hdr  [codec.HeaderLen]byte
-	body []byte
-	out  []byte
+	s     *fakeServer
+	conn  net.Conn
+	br    *bufio.Reader
+	mac   *codec.MAC      // classic MAC; nil without a key
+	fmac  *codec.FrameMAC // version-1 session tag; nil unless keyed version 1
+	v1    bool            // the session speaks version 1
+	first bool            // no frame read yet
+	next  uint32          // version 1: the seq the next request must carry
+	spent bool            // version 1: seq 2^32-1 was used, nothing more is accepted
+	hdr   [codec.HeaderLen]byte
+	body  []byte
+	out   []byte
 }
 
 func (s *fakeServer) serve(conn net.Conn) {
@@ -186,7 +213,7 @@ func (s *fakeServer) serve(conn net.Conn) {
 		s.mu.Unlock()
 		conn.Close()
 	}()
-	fc := &fakeConn{s: s, conn: conn, br: bufio.NewReaderSize(conn, 64<<10)}
+	fc := &fakeConn{s: s, conn: conn, br: bufio.NewReaderSize(conn, 64<<10), first: true}
 	if s.cfg.Key != nil {
 		fc.mac = codec.NewMAC(s.cfg.Key)
 	}
@@ -194,15 +221,70 @@ func (s *fakeServer) serve(conn net.Conn) {
 	}
 }
 
-// answer writes one answer frame; mac overrides the MAC when non-nil.
+// frame appends one answer frame to fc.out[:0], signed as the session
+// signs (dir is the direction its tag claims on a keyed version-1 session).
+func (fc *fakeConn) frame(status codec.Status, seq uint32, req, payload []byte, dir codec.Direction) {
+	f := codec.Frame{Status: status, Seq: seq, Request: req, Payload: payload}
+	if fc.v1 {
+		fc.out, _ = codec.AppendFrameV1(fc.out[:0], f, fc.fmac, dir)
+	} else {
+		fc.out, _ = codec.AppendFrame(fc.out[:0], f, fc.mac)
+	}
+}
+
+// answer writes one answer frame.
 func (fc *fakeConn) answer(status codec.Status, seq uint32, req, payload []byte) bool {
-	var err error
-	fc.out, err = codec.AppendFrame(fc.out[:0], codec.Frame{Status: status, Seq: seq, Request: req, Payload: payload}, fc.mac)
-	if err != nil {
+	fc.frame(status, seq, req, payload, codec.ServerToClient)
+	_, err := fc.conn.Write(fc.out)
+	return err == nil
+}
+
+// refuse answers a version-1 request breaking the rules (502 when keyed,
+// 498 when not); the connection is then closed.
+func (fc *fakeConn) refuse(seq uint32, req []byte, why string) bool {
+	status := codec.StatusReadError
+	if fc.fmac != nil {
+		status = codec.StatusBadMAC
+	}
+	fc.answer(status, seq, req, []byte(why))
+	return false
+}
+
+// protoCheck answers the PROTOCHECK that opens a session, as cfg.Proto
+// says, and switches the session to version 1 when agreed on.
+func (fc *fakeConn) protoCheck(h codec.Header, req, payload []byte) bool {
+	mismatch := func(v byte) bool {
+		fc.answer(codec.StatusVersionMismatch, h.Seq, req, []byte{v})
 		return false
 	}
-	_, err = fc.conn.Write(fc.out)
-	return err == nil
+	v, clientNonce, err := codec.ParseProtoCheck(payload)
+	switch proto := fc.s.cfg.Proto; {
+	case proto == "none":
+		return fc.answer(codec.StatusNoHandler, h.Seq, req, []byte("no handler"))
+	case proto == "v2":
+		return mismatch(2)
+	case err == nil && v == codec.ProtocolV0 && proto == "v1only":
+		return mismatch(codec.ProtocolV1)
+	case err == nil && v == codec.ProtocolV0:
+		return fc.answer(codec.StatusOK, h.Seq, req, []byte{codec.ProtocolV0})
+	case proto == "v0":
+		return mismatch(codec.ProtocolV0)
+	case err != nil || v != codec.ProtocolV1:
+		return mismatch(codec.ProtocolV1)
+	case proto == "badv1":
+		return fc.answer(codec.StatusOK, h.Seq, req, []byte{codec.ProtocolV1})
+	}
+	var serverNonce [codec.NonceLen]byte
+	rand.Read(serverNonce[:])
+	if !fc.answer(codec.StatusOK, h.Seq, req, codec.AppendProtoCheck(nil, codec.ProtocolV1, serverNonce[:])) {
+		return false
+	}
+	fc.v1, fc.next, fc.spent = true, h.Seq+1, h.Seq == math.MaxUint32
+	if fc.mac != nil {
+		k := codec.SessionKey(fc.s.cfg.Key, clientNonce, serverNonce[:])
+		fc.fmac, fc.mac = codec.NewFrameMAC(k[:]), nil
+	}
+	return true
 }
 
 func (fc *fakeConn) serveOne() bool {
@@ -216,7 +298,11 @@ func (fc *fakeConn) serveOne() bool {
 		fc.answer(codec.StatusPayloadTooLarge, h.Seq, nil, []byte(le.Reason()))
 		return false
 	}
-	n := h.FrameLen(fc.mac != nil) - codec.HeaderLen
+	o := codec.Options{MAC: fc.s.cfg.Key != nil}
+	if fc.v1 {
+		o.Version = codec.ProtocolV1
+	}
+	n := o.FrameLen(h) - codec.HeaderLen
 	if cap(fc.body) < n {
 		fc.body = make([]byte, n)
 	}
@@ -226,28 +312,51 @@ func (fc *fakeConn) serveOne() bool {
 	}
 	req := body[:h.RequestLen]
 	payload := body[h.RequestLen : int(h.RequestLen)+int(h.PayloadLen)]
-	if fc.mac != nil {
-		if err := fc.mac.Verify(payload, body[int(h.RequestLen)+int(h.PayloadLen):]); err != nil {
-			fc.answer(codec.StatusBadMAC, h.Seq, req, []byte("HMAC verification failed"))
-			return false
-		}
+	mac := body[int(h.RequestLen)+int(h.PayloadLen):]
+	var macErr error
+	switch {
+	case fc.fmac != nil:
+		macErr = fc.fmac.Verify(codec.ClientToServer, codec.Frame{Status: h.Status, Seq: h.Seq, Request: req, Payload: payload, MAC: mac})
+	case fc.mac != nil:
+		macErr = fc.mac.Verify(payload, mac)
+	}
+	if macErr != nil {
+		fc.answer(codec.StatusBadMAC, h.Seq, req, []byte("HMAC verification failed"))
+		return false
+	}
+	first := fc.first
+	fc.first = false
+	switch {
+	case first && string(req) == codec.ProtoCheck:
+		return fc.protoCheck(h, req, payload)
+	case first && fc.s.cfg.Proto == "v1only":
+		return fc.refuse(h.Seq, req, "version 1 required: PROTOCHECK first")
+	case fc.v1 && (fc.spent || h.Seq != fc.next):
+		return fc.refuse(h.Seq, req, "sequence rule broken")
+	case fc.v1 && string(req) == codec.ProtoCheck:
+		return fc.refuse(h.Seq, req, "PROTOCHECK again")
+	}
+	if fc.v1 {
+		fc.next, fc.spent = h.Seq+1, h.Seq == math.MaxUint32
 	}
 	switch string(req) {
-	case codec.ProtoCheck:
-		switch fc.s.cfg.Proto {
-		case "none":
-			return fc.answer(codec.StatusNoHandler, h.Seq, req, []byte("no handler"))
-		case "v1":
-			fc.answer(codec.StatusVersionMismatch, h.Seq, req, []byte{1})
-			return false
-		}
-		return fc.answer(codec.StatusOK, h.Seq, req, []byte{codec.ProtocolVersion})
+	case codec.ProtoCheck: // again, on a version-0 session
+		return fc.answer(codec.StatusOK, h.Seq, req, []byte{codec.ProtocolV0})
 	case "":
 		return fc.answer(codec.StatusEmptyRequest, h.Seq, req, []byte("empty request"))
 	case "echo":
 		return fc.answer(codec.StatusOK, h.Seq, req, payload)
 	case "fail":
 		return fc.answer(codec.StatusHandlerError, h.Seq, req, []byte("boom"))
+	case "busy", "slow":
+		status, reason := codec.StatusBusy, "server busy"
+		if string(req) == "slow" {
+			status, reason = codec.StatusHandlerTimeout, "handler timeout"
+		}
+		if !fc.v1 {
+			status = codec.StatusHandlerError
+		}
+		return fc.answer(status, h.Seq, req, []byte(reason))
 	case "code":
 		c, _ := strconv.Atoi(string(payload))
 		return fc.answer(codec.Status(c), h.Seq, req, []byte("code "+string(payload)))
@@ -258,7 +367,7 @@ func (fc *fakeConn) serveOne() bool {
 		<-fc.s.quit
 		return false
 	case "cut":
-		fc.out, _ = codec.AppendFrame(fc.out[:0], codec.Frame{Status: codec.StatusOK, Seq: h.Seq, Request: req, Payload: make([]byte, 100)}, fc.mac)
+		fc.frame(codec.StatusOK, h.Seq, req, make([]byte, 100), codec.ServerToClient)
 		fc.conn.Write(fc.out[:len(fc.out)/2])
 		return false
 	case "huge":
@@ -270,9 +379,20 @@ func (fc *fakeConn) serveOne() bool {
 		return false
 	case "badseq":
 		return fc.answer(codec.StatusOK, h.Seq+1, req, payload)
-	case "badmac":
-		fc.out, _ = codec.AppendFrame(fc.out[:0], codec.Frame{Status: codec.StatusOK, Seq: h.Seq, Request: req, Payload: payload}, nil)
-		fc.out = append(fc.out, make([]byte, codec.MACLen)...)
+	case "badreq":
+		return fc.answer(codec.StatusOK, h.Seq, []byte("other"), payload)
+	case "badmac", "tamper", "reflect":
+		dir := codec.ServerToClient
+		if string(req) == "reflect" {
+			dir = codec.ClientToServer
+		}
+		fc.frame(codec.StatusOK, h.Seq, req, payload, dir)
+		switch {
+		case string(req) == "tamper":
+			fc.out[codec.HeaderLen+len(req)] ^= 1 // the payload's first byte
+		case string(req) == "badmac":
+			clear(fc.out[len(fc.out)-o.MACLen():])
+		}
 		_, err := fc.conn.Write(fc.out)
 		return err == nil
 	}

@@ -13,7 +13,8 @@ import (
 // PoolConfig configures a [Pool].
 type PoolConfig struct {
 	// Config applies to every connection. Its Addr is used when Addrs is
-	// empty.
+	// empty. Each connection negotiates its protocol version on its own, as
+	// [Dial] does (see [Pool.Version]).
 	Config
 	// Addrs are the servers to spread connections over, in the forms of
 	// [Config.Addr]. Each new connection goes to the next address in turn;
@@ -33,13 +34,18 @@ type PoolConfig struct {
 // A call that was on a connection when it broke fails (the pool does not
 // retry, since the server may have run the request); only later calls get
 // the replacement. After a server restart, each idle connection therefore
-// fails one call.
+// fails one call. The one exception is a version-1 connection whose
+// sequence numbers are used up ([ErrSeqExhausted]): the call was not sent,
+// so the pool replaces the connection and sends the call on the new one.
 //
 // Its methods may be called from any goroutine.
 type Pool struct {
 	cfg     config   // shared settings; Addr unused
 	targets []config // cfg resolved for each server address
 	next    atomic.Uint32
+	// version is 1 + the protocol version of the last connection dialed; 0
+	// before the first.
+	version atomic.Uint32
 	// slots holds one token per connection the pool may have: an idle
 	// client, or nil for a connection not dialed yet. A caller takes a
 	// token for the length of its call.
@@ -127,6 +133,15 @@ func (p *Pool) call(ctx context.Context, req string, payload, dst []byte, fresh 
 		}
 	}
 	resp, err := c.call(ctx, req, payload, dst, fresh)
+	if errors.Is(err, ErrSeqExhausted) {
+		// Nothing was sent: send it on a fresh connection.
+		c.Close()
+		if c, err = p.dial(ctx); err != nil {
+			p.put(nil)
+			return Response{}, err
+		}
+		resp, err = c.call(ctx, req, payload, dst, fresh)
+	}
 	if c.Err() != nil {
 		c.Close()
 		c = nil
@@ -142,6 +157,7 @@ func (p *Pool) dial(ctx context.Context) (*Client, error) {
 	for i := range p.targets {
 		c, err := dial(ctx, p.targets[(first+i)%len(p.targets)])
 		if err == nil {
+			p.version.Store(1 + uint32(c.Version()))
 			return c, nil
 		}
 		errs = append(errs, err)
@@ -150,6 +166,15 @@ func (p *Pool) dial(ctx context.Context) (*Client, error) {
 		}
 	}
 	return nil, errors.Join(errs...)
+}
+
+// Version returns the protocol version negotiated by the connection the
+// pool dialed last; ok is false before the first. Connections keep the
+// version they negotiated, so with several servers, or across a server's
+// upgrade, the pool's connections may speak different versions.
+func (p *Pool) Version() (version uint8, ok bool) {
+	v := p.version.Load()
+	return uint8(v - 1), v != 0
 }
 
 // put returns a token: an idle client, or nil for a free slot.

@@ -167,7 +167,7 @@ func TestPoolErrors(t *testing.T) {
 	if _, err := client.NewPool(client.PoolConfig{Config: client.Config{Addr: "x:1"}, Size: -1}); !errors.Is(err, client.ErrConfig) {
 		t.Fatalf("negative size: %v", err)
 	}
-	s := startFake(t, fakeConfig{Proto: "v1"})
+	s := startFake(t, fakeConfig{Proto: "v2"})
 	p, err := client.NewPool(client.PoolConfig{Config: client.Config{Addr: s.Addr, MaxPayload: 10}})
 	if err != nil {
 		t.Fatal(err)

@@ -73,3 +73,75 @@ func TestNoAllocs(t *testing.T) {
 		})
 	}
 }
+
+func TestNoAllocsV1(t *testing.T) {
+	o := codec.Options{MAC: true, Version: codec.ProtocolV1}
+	for _, size := range []int{0, 64, 16 << 10, 1 << 20} {
+		f := benchFrame(size)
+		m := codec.NewFrameMAC(testSessionKey())
+		signed, err := codec.AppendFrameV1(nil, f, m, codec.ClientToServer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parsed, _, _, _ := codec.Parse(signed, o)
+		tampered := parsed
+		tampered.Seq++
+		frameBuf := make([]byte, 0, len(signed))
+		tagBuf := make([]byte, 0, codec.TagLen)
+		var bufs codec.Buffers
+		pc := codec.AppendProtoCheck(nil, codec.ProtocolV1, testClientNonce)
+		pcBuf := make([]byte, 0, len(pc))
+
+		checkNoAllocs(t, "Parse v1", func() {
+			if _, n, _, err := codec.Parse(signed, o); n != len(signed) || err != nil {
+				t.Fatalf("Parse = %d, %v", n, err)
+			}
+		})
+		checkNoAllocs(t, "Parse v1 partial", func() {
+			if _, _, need, _ := codec.Parse(signed[:len(signed)-1], o); need != 1 {
+				t.Fatalf("need = %d", need)
+			}
+		})
+		checkNoAllocs(t, "AppendFrameV1", func() {
+			if _, err := codec.AppendFrameV1(frameBuf[:0], f, m, codec.ClientToServer); err != nil {
+				t.Fatal(err)
+			}
+		})
+		checkNoAllocs(t, "AppendFrameV1 unkeyed", func() {
+			if _, err := codec.AppendFrameV1(frameBuf[:0], f, nil, codec.ClientToServer); err != nil {
+				t.Fatal(err)
+			}
+		})
+		checkNoAllocs(t, "Buffers.FrameV1", func() {
+			if _, err := bufs.FrameV1(f, m, codec.ServerToClient); err != nil {
+				t.Fatal(err)
+			}
+		})
+		checkNoAllocs(t, "Buffers.FrameV1 unkeyed", func() {
+			if _, err := bufs.FrameV1(f, nil, codec.ServerToClient); err != nil {
+				t.Fatal(err)
+			}
+		})
+		checkNoAllocs(t, "FrameMAC.AppendSign", func() {
+			tagBuf = m.AppendSign(tagBuf[:0], codec.ServerToClient, f)
+		})
+		checkNoAllocs(t, "FrameMAC.Verify", func() {
+			if err := m.Verify(codec.ClientToServer, parsed); err != nil {
+				t.Fatal(err)
+			}
+		})
+		checkNoAllocs(t, "FrameMAC.Verify failing", func() {
+			if err := m.Verify(codec.ClientToServer, tampered); err == nil {
+				t.Fatal("tampered frame verified")
+			}
+		})
+		checkNoAllocs(t, "AppendProtoCheck", func() {
+			pcBuf = codec.AppendProtoCheck(pcBuf[:0], codec.ProtocolV1, testClientNonce)
+		})
+		checkNoAllocs(t, "ParseProtoCheck", func() {
+			if _, _, err := codec.ParseProtoCheck(pc); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -87,3 +87,66 @@ func BenchmarkMACVerify(b *testing.B) {
 		}
 	})
 }
+
+func BenchmarkParseV1(b *testing.B) {
+	forSizes(b, false, func(b *testing.B, f codec.Frame) {
+		m := codec.NewFrameMAC(testSessionKey())
+		buf, err := codec.AppendFrameV1(nil, f, m, codec.ClientToServer)
+		if err != nil {
+			b.Fatal(err)
+		}
+		o := codec.Options{MaxPayload: 2 << 20, MAC: true, Version: codec.ProtocolV1}
+		for b.Loop() {
+			if _, n, _, err := codec.Parse(buf, o); n != len(buf) || err != nil {
+				b.Fatalf("Parse = %d, %v", n, err)
+			}
+		}
+	})
+}
+
+func BenchmarkAppendFrameV1(b *testing.B) {
+	forSizes(b, true, func(b *testing.B, f codec.Frame) {
+		m := codec.NewFrameMAC(testSessionKey())
+		buf := make([]byte, 0, codec.Len(f, false)+codec.TagLen)
+		var err error
+		for b.Loop() {
+			if buf, err = codec.AppendFrameV1(buf[:0], f, m, codec.ClientToServer); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkBuffersFrameV1(b *testing.B) {
+	forSizes(b, true, func(b *testing.B, f codec.Frame) {
+		m := codec.NewFrameMAC(testSessionKey())
+		var bufs codec.Buffers
+		for b.Loop() {
+			if _, err := bufs.FrameV1(f, m, codec.ServerToClient); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkFrameMACAppendSign(b *testing.B) {
+	forSizes(b, true, func(b *testing.B, f codec.Frame) {
+		m := codec.NewFrameMAC(testSessionKey())
+		buf := make([]byte, 0, codec.TagLen)
+		for b.Loop() {
+			buf = m.AppendSign(buf[:0], codec.ClientToServer, f)
+		}
+	})
+}
+
+func BenchmarkFrameMACVerify(b *testing.B) {
+	forSizes(b, true, func(b *testing.B, f codec.Frame) {
+		m := codec.NewFrameMAC(testSessionKey())
+		f.MAC = m.AppendSign(nil, codec.ServerToClient, f)
+		for b.Loop() {
+			if err := m.Verify(codec.ServerToClient, f); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

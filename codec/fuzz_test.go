@@ -87,7 +87,8 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// checkParse parses buf and checks Parse's invariants.
+// checkParse parses buf and checks Parse's invariants under o, either
+// version.
 func checkParse(t *testing.T, buf []byte, o codec.Options) (codec.Frame, int, int) {
 	t.Helper()
 	fr, n, need, err := codec.Parse(buf, o)
@@ -121,7 +122,7 @@ func checkParse(t *testing.T, buf []byte, o codec.Options) (codec.Frame, int, in
 			if h.PayloadLen > o.Limit() {
 				t.Fatalf("Parse accepted a payload of %d over the limit %d", h.PayloadLen, o.Limit())
 			}
-			want = h.FrameLen(o.MAC) - len(buf)
+			want = o.FrameLen(h) - len(buf)
 		}
 		if need != want {
 			t.Fatalf("Parse(%d bytes) need = %d, want %d", len(buf), need, want)
@@ -137,8 +138,8 @@ func checkParse(t *testing.T, buf []byte, o codec.Options) (codec.Frame, int, in
 	if h.PayloadLen > o.Limit() {
 		t.Fatalf("Parse accepted a payload of %d over the limit %d", h.PayloadLen, o.Limit())
 	}
-	if n != h.FrameLen(o.MAC) {
-		t.Fatalf("n = %d, header says %d", n, h.FrameLen(o.MAC))
+	if n != o.FrameLen(h) {
+		t.Fatalf("n = %d, header says %d", n, o.FrameLen(h))
 	}
 	if fr.Status != h.Status || fr.Seq != h.Seq || len(fr.Request) != int(h.RequestLen) || len(fr.Payload) != int(h.PayloadLen) {
 		t.Fatalf("frame %+v disagrees with header %+v", fr, h)
@@ -148,10 +149,10 @@ func checkParse(t *testing.T, buf []byte, o codec.Options) (codec.Frame, int, in
 	within(t, "request", buf, fr.Request, codec.HeaderLen, n)
 	within(t, "payload", buf, fr.Payload, codec.HeaderLen+len(fr.Request), n)
 	if o.MAC {
-		if len(fr.MAC) != codec.MACLen {
-			t.Fatalf("MAC is %d bytes", len(fr.MAC))
+		if len(fr.MAC) != o.MACLen() {
+			t.Fatalf("MAC is %d bytes, want %d", len(fr.MAC), o.MACLen())
 		}
-		within(t, "MAC", buf, fr.MAC, n-codec.MACLen, n)
+		within(t, "MAC", buf, fr.MAC, n-o.MACLen(), n)
 	} else if fr.MAC != nil {
 		t.Fatalf("MAC %q with MACs off", fr.MAC)
 	}

@@ -1,30 +1,12 @@
 package engine
 
-import (
-	"net"
+import "golang.org/x/sys/unix"
 
-	"golang.org/x/sys/unix"
-)
-
-// peerCredOf reads SO_PEERCRED from a Unix socket connection.
-func peerCredOf(uc *net.UnixConn) *PeerCred {
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	var cred *unix.Ucred
-	var cerr error
-	raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
-	return credFrom(cred, cerr)
-}
-
-// peerCredFd reads SO_PEERCRED from a socket file descriptor.
+// peerCredFd reads SO_PEERCRED from a Unix socket's descriptor: the uid,
+// gid and pid of the peer process when it called connect(2) (the pid is 0
+// when the peer is in another pid namespace).
 func peerCredFd(fd int) *PeerCred {
 	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
-	return credFrom(cred, err)
-}
-
-func credFrom(cred *unix.Ucred, err error) *PeerCred {
 	if err != nil || cred == nil {
 		return nil
 	}

@@ -12,7 +12,8 @@
 //	petrel-bench -systems std,reactor-pool -scenarios c64-64B -duration 2s
 //	petrel-bench -drive 127.0.0.1:7000 -conns 64 -duration 3s   # load an already running server
 //
-// With -serve SYSTEM it plays the server role instead (see package bench).
+// With -serve SYSTEM it plays the server role instead, and with -load the
+// load generator of paced scenarios (see package bench).
 package main
 
 import (
@@ -32,6 +33,13 @@ import (
 )
 
 func main() {
+	if slices.Contains(os.Args[1:], "-load") {
+		if err := bench.LoadMain(os.Args[1:], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if slices.ContainsFunc(os.Args[1:], isServeFlag) {
 		if err := bench.ServeMain(os.Args[1:], bench.Systems(), os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -1,11 +1,17 @@
 // Command petrel calls a Petrel server from the command line, as redis-cli
-// does for Redis.
+// does for Redis, and loads it, as hey does for HTTP.
 //
 //	petrel [flags] call REQ [PAYLOAD]
 //	petrel [flags] repl
+//	petrel [flags] list
+//	petrel [flags] health
+//	petrel [flags] stats
+//	petrel [flags] bench [-c CONNS] [-n N | -d DURATION] [-size N] REQ [PAYLOAD]
 //
 // call sends one request; PAYLOAD "-" reads the payload from stdin. The
-// answer's payload is written to stdout as it is, without a newline added.
+// answer's payload is written to stdout as it is when stdout is not a
+// terminal (a pipe or a file gets exactly the bytes sent); on a terminal a
+// newline is added when the payload does not end with one.
 //
 // repl opens one connection and reads requests from stdin, one per line:
 // the request text, then optionally a space and the payload (the rest of
@@ -14,26 +20,67 @@
 // on stderr. It stops at the end of input (exit status 0, or 1 if any
 // answer was not 2xx), or when the connection closes (exit status 3).
 //
+// list, health and stats ask a server started with introspection on
+// (engine.Config.Introspection, the server's -introspection flag) through
+// its built-in requests petrel.handlers, petrel.health and petrel.stats.
+// list prints a table of the registered handlers and their options ("-"
+// for an option not set); health prints "ok" and exits 0 when the server
+// answers 200, and otherwise "status N: reason" on stderr and exits 1 (a
+// draining server answers 500 or 503); stats pretty-prints the server's
+// counters (JSON). A server with introspection off answers 400, reported as
+// "server has introspection off", exit status 1. An answer that is not the
+// expected JSON is printed as it is.
+//
+// bench is a load generator: CONNS connections (default 10), each running
+// one request at a time, send REQ with PAYLOAD ("-" reads stdin; -size N
+// sends N random bytes instead) N times in total (default 1000) or, with
+// -d, for DURATION. It prints the rate in requests per second, the p50,
+// p90 and p99 latencies of the answers (from a log-linear histogram, within
+// 1%) and their exact maximum, the count of answers by status, and the count of errors by
+// kind with one example each. For REQ echo, every answer's payload is
+// checked against the payload sent; a difference counts as an "echo
+// mismatch" error. A connection that breaks is dialed again (a failed dial
+// ends that connection's share of the run). While it runs, a progress line
+// is kept on stderr when stderr is a terminal. SIGINT (or SIGTERM) stops
+// the run: it prints what was measured so far. -timeout bounds each dial
+// and each call; memory is bounded whatever N or DURATION.
+//
 // Flags:
 //
 //	-addr ADDR        server: host:port, tcp://host:port or unix:///path
 //	                  (default $PETREL_ADDR)
-//	-hmac KEY         HMAC key shared with the server
+//	-hmac-file F      HMAC key shared with the server: the contents of file
+//	                  F, without one trailing newline
+//	-hmac KEY         HMAC key shared with the server; visible to the other
+//	                  users of this machine (ps, shell history): prefer
+//	                  -hmac-file or $PETREL_HMAC_KEY
+//	-protocol P       protocol version: auto, 0 or 1 (default auto: version
+//	                  1, falling back to 0 for a classic server, except with
+//	                  a key: a keyed client refuses that downgrade, and
+//	                  -protocol 0 is needed for a keyed classic server)
 //	-tls              use TLS (implied by the other -tls flags)
 //	-tls-ca F         trust the certificate authority in PEM file F
 //	-tls-cert F       client certificate (PEM), with -tls-key F
 //	-tls-name NAME    server name to verify (default: the address's host)
 //	-timeout D        bound on dialing and each call (default 10s; 0: none)
 //	-max-payload N    answer and request payload limit in bytes (0: 4 MiB)
+//	-v                for call, list, health and stats: print the answer's
+//	                  status, seq and request, the protocol version and the
+//	                  round-trip time to stderr
 //
-// Exit status: 0 for a 2xx answer; 1 for any other answer, with
-// "status N: reason" on stderr; 2 for a usage error; 3 when no answer
-// could be had (network, TLS, protocol check, timeout), with one line on
-// stderr saying why.
+// The HMAC key is -hmac-file's, else -hmac's, else $PETREL_HMAC_KEY's;
+// -hmac-file and -hmac together are a usage error.
+//
+// Exit status: 0 for a 2xx answer (bench: every answer 2xx and no error); 1
+// for any other answer, with "status N: reason" on stderr (bench: some
+// answer not 2xx, or some error); 2 for a usage error; 3 when no answer
+// could be had (network, TLS, protocol check, timeout; bench: the first
+// connections could not be dialed), with one line on stderr saying why.
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -57,6 +104,13 @@ const (
 	exitFailed = 3 // no answer: network, TLS, protocol, timeout
 )
 
+const usage = `usage: petrel [flags] call REQ [PAYLOAD]   (PAYLOAD - reads stdin)
+       petrel [flags] repl
+       petrel [flags] list | health | stats
+       petrel [flags] bench [-c CONNS] [-n N | -d DURATION] [-size N] REQ [PAYLOAD]
+flags:
+`
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
@@ -66,12 +120,20 @@ type usageError struct{ msg string }
 
 func (e *usageError) Error() string { return e.msg }
 
+// options are the settings shared by the subcommands.
+type options struct {
+	cfg     client.Config
+	timeout time.Duration // bound on dialing and each call; 0: none
+	verbose bool          // -v
+}
+
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("petrel", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
 		addr       = fs.String("addr", os.Getenv("PETREL_ADDR"), "server `address`: host:port, tcp://host:port or unix:///path (default $PETREL_ADDR)")
-		hmacKey    = fs.String("hmac", "", "HMAC `key` shared with the server")
+		hmacFile   = fs.String("hmac-file", "", "HMAC key shared with the server: the contents of this `file`, without one trailing newline")
+		hmacKey    = fs.String("hmac", "", "HMAC `key` shared with the server; visible to other local users (ps, shell history): prefer -hmac-file or $PETREL_HMAC_KEY")
 		useTLS     = fs.Bool("tls", false, "use TLS (implied by the other -tls flags)")
 		tlsCA      = fs.String("tls-ca", "", "trust the certificate authority in this PEM `file`")
 		tlsCert    = fs.String("tls-cert", "", "client certificate PEM `file` (with -tls-key)")
@@ -79,9 +141,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		tlsName    = fs.String("tls-name", "", "server `name` to verify (default: the address's host)")
 		timeout    = fs.Duration("timeout", 10*time.Second, "bound on dialing and each call (0: none)")
 		maxPayload = fs.Uint("max-payload", 0, "payload limit in `bytes` (0: 4 MiB)")
+		protocol   = fs.String("protocol", "auto", "protocol `version`: auto, 0 or 1 (auto: 1, falling back to 0 for a classic server unless a key is set)")
+		verbose    = fs.Bool("v", false, "print the answer's status, seq, request, protocol version and round-trip time to stderr")
 	)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: petrel [flags] call REQ [PAYLOAD]   (PAYLOAD - reads stdin)\n       petrel [flags] repl\nflags:\n")
+		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -94,7 +158,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitUsage
 	}
-	cfg := client.Config{Addr: *addr, DialTimeout: *timeout, MaxPayload: uint32(*maxPayload)}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	o := options{
+		cfg:     client.Config{Addr: *addr, DialTimeout: *timeout, MaxPayload: uint32(*maxPayload)},
+		timeout: *timeout,
+		verbose: *verbose,
+	}
 	err := func() error {
 		if *addr == "" {
 			return &usageError{"no server address: use -addr or set PETREL_ADDR"}
@@ -105,15 +175,26 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if *timeout < 0 {
 			return &usageError{"-timeout must not be negative"}
 		}
-		if *hmacKey != "" {
-			cfg.HMACKey = []byte(*hmacKey)
+		key, err := hmacKeyOf(set, *hmacFile, *hmacKey)
+		if err != nil {
+			return err
+		}
+		o.cfg.HMACKey = key
+		switch *protocol {
+		case "auto":
+		case "0":
+			o.cfg.Protocol = client.Protocol0
+		case "1":
+			o.cfg.Protocol = client.Protocol1
+		default:
+			return &usageError{fmt.Sprintf("-protocol %q: want auto, 0 or 1", *protocol)}
 		}
 		if *useTLS || *tlsCA != "" || *tlsCert != "" || *tlsKey != "" || *tlsName != "" {
 			tc, err := tlsConfig(*tlsCA, *tlsCert, *tlsKey, *tlsName)
 			if err != nil {
 				return err
 			}
-			cfg.TLS = tc
+			o.cfg.TLS = tc
 		}
 		return nil
 	}()
@@ -126,24 +207,59 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case rest[0] == "call" && (len(rest) == 2 || len(rest) == 3):
 		var payload []byte
 		if len(rest) == 3 {
-			if payload, err = readPayload(rest[2], stdin, cfg.MaxPayload); err != nil {
+			if payload, err = readPayload(rest[2], stdin, o.cfg.MaxPayload); err != nil {
 				return fail(stderr, err)
 			}
 		}
-		return call(cfg, *timeout, rest[1], payload, stdout, stderr)
+		return call(o, rest[1], payload, stdout, stderr)
 	case rest[0] == "call":
 		return fail(stderr, &usageError{"usage: petrel [flags] call REQ [PAYLOAD]"})
 	case rest[0] == "repl" && len(rest) == 1:
-		cfg.CallTimeout = *timeout
-		return repl(cfg, stdin, stdout, stderr)
+		o.cfg.CallTimeout = o.timeout
+		return repl(o.cfg, stdin, stdout, stderr)
+	case (rest[0] == "list" || rest[0] == "health" || rest[0] == "stats") && len(rest) == 1:
+		return introspect(o, rest[0], stdout, stderr)
+	case rest[0] == "bench":
+		return bench(o, rest[1:], stdin, stdout, stderr)
 	}
-	return fail(stderr, &usageError{fmt.Sprintf("unknown command %q: want call or repl", strings.Join(rest, " "))})
+	return fail(stderr, &usageError{fmt.Sprintf("unknown command %q: want call, repl, list, health, stats or bench", strings.Join(rest, " "))})
+}
+
+// hmacKeyOf returns the HMAC key: -hmac-file's contents, else -hmac, else
+// $PETREL_HMAC_KEY; nil for none. set holds the flags given.
+func hmacKeyOf(set map[string]bool, file, key string) ([]byte, error) {
+	switch {
+	case set["hmac-file"] && set["hmac"]:
+		return nil, &usageError{"-hmac-file and -hmac are two keys: give one"}
+	case set["hmac-file"]:
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("-hmac-file: %w", err)
+		}
+		if b, _ = bytes.CutSuffix(b, []byte("\n")); len(b) == 0 {
+			return nil, &usageError{fmt.Sprintf("-hmac-file: %s holds no key", file)}
+		}
+		return b, nil
+	case set["hmac"]:
+		if key == "" {
+			return nil, nil
+		}
+		return []byte(key), nil
+	}
+	if k := os.Getenv("PETREL_HMAC_KEY"); k != "" {
+		return []byte(k), nil
+	}
+	return nil, nil
 }
 
 // callFailed reports the error of a call: "status N: reason" for an
 // answer with a status of 400 or more, one line otherwise.
 func callFailed(stderr io.Writer, err error) int {
+	var de *dialError
 	var se *codec.StatusError
+	if errors.As(err, &de) {
+		return fail(stderr, de.err)
+	}
 	if errors.As(err, &se) {
 		printStatus(stderr, se.Status, se.Reason)
 		return exitStatus
@@ -162,6 +278,9 @@ func fail(stderr io.Writer, err error) int {
 	if !strings.HasPrefix(msg, "petrel: ") {
 		msg = "petrel: " + msg
 	}
+	if errors.Is(err, client.ErrDowngrade) {
+		msg += "; -protocol 0 speaks version 0 with this server"
+	}
 	fmt.Fprintln(stderr, msg)
 	return exitFailed
 }
@@ -175,6 +294,17 @@ func printStatus(stderr io.Writer, s codec.Status, reason string) {
 
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// isTerminal reports whether f is an *os.File on a character device (a
+// terminal; also /dev/null, which is harmless for what it decides).
+func isTerminal(f any) bool {
+	file, ok := f.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := file.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // readPayload returns arg, or stdin when arg is "-", refusing more than
@@ -221,21 +351,43 @@ func tlsConfig(caFile, certFile, keyFile, name string) (*tls.Config, error) {
 	return tc, nil
 }
 
-// call dials, sends one request and prints the answer. timeout bounds the
-// whole of it.
-func call(cfg client.Config, timeout time.Duration, req string, payload []byte, stdout, stderr io.Writer) int {
+// dialError is a failure to dial: reported as such (exit status 3) even
+// when it wraps a status error, such as a 502 from a server with another
+// key.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// callOnce dials, sends one request and returns its answer; with -v it
+// prints the answer's details to stderr. o.timeout bounds the whole of it.
+// A failure to dial is a *dialError.
+func callOnce(o options, req string, payload []byte, stderr io.Writer) (client.Response, error) {
 	ctx := context.Background()
-	if timeout > 0 {
+	if o.timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
+		ctx, cancel = context.WithTimeout(ctx, o.timeout)
 		defer cancel()
 	}
-	c, err := client.Dial(ctx, cfg)
+	c, err := client.Dial(ctx, o.cfg)
 	if err != nil {
-		return fail(stderr, err)
+		return client.Response{}, &dialError{err}
 	}
 	defer c.Close()
+	start := time.Now()
 	resp, err := c.Call(ctx, req, payload)
+	rtt := time.Since(start)
+	var se *codec.StatusError
+	if o.verbose && (err == nil || errors.As(err, &se)) {
+		fmt.Fprintf(stderr, "petrel: status %v, seq %d, request %q, protocol %d, round trip %v\n",
+			resp.Status, resp.Seq, resp.Request, c.Version(), rtt)
+	}
+	return resp, err
+}
+
+// call sends one request and prints the answer.
+func call(o options, req string, payload []byte, stdout, stderr io.Writer) int {
+	resp, err := callOnce(o, req, payload, stderr)
 	if err != nil {
 		return callFailed(stderr, err)
 	}
@@ -243,7 +395,16 @@ func call(cfg client.Config, timeout time.Duration, req string, payload []byte, 
 		printStatus(stderr, resp.Status, string(resp.Payload))
 		return exitStatus
 	}
-	if _, err := stdout.Write(resp.Payload); err != nil {
+	return writeOut(stdout, stderr, resp.Payload)
+}
+
+// writeOut writes p to stdout, with a newline added when stdout is a
+// terminal and p does not end with one.
+func writeOut(stdout, stderr io.Writer, p []byte) int {
+	if isTerminal(stdout) && !bytes.HasSuffix(p, []byte("\n")) {
+		p = append(p, '\n')
+	}
+	if _, err := stdout.Write(p); err != nil {
 		return fail(stderr, fmt.Errorf("writing stdout: %w", err))
 	}
 	return exitOK
@@ -257,12 +418,7 @@ func repl(cfg client.Config, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	defer c.Close()
 
-	interactive := false
-	if f, ok := stdin.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			interactive = true
-		}
-	}
+	interactive := isTerminal(stdin)
 	prompt := func() {
 		if interactive {
 			fmt.Fprint(stderr, "petrel> ")

@@ -1,7 +1,10 @@
 package main
 
 // These tests build examples/server and this command with `go build`, run
-// them, and check the command's stdout, stderr and exit status.
+// them, and check the command's stdout, stderr and exit status. Where
+// examples/server lacks something (introspection handlers, a broken echo, a
+// handler that counts), an engine server runs in the test process
+// (engine_test.go).
 
 import (
 	"bufio"
@@ -36,6 +39,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// The goroutines before any test: gnet's worker pool, started when the
+	// engine package is initialised.
+	before := goleak.IgnoreCurrent()
 	os.Exit(func() int {
 		var err error
 		if binDir, err = os.MkdirTemp("", "petrel-cmd"); err != nil {
@@ -45,7 +51,7 @@ func TestMain(m *testing.M) {
 		defer os.RemoveAll(binDir)
 		buildErr = build()
 		code := m.Run()
-		if err := goleak.Find(); err != nil && code == 0 {
+		if err := goleak.Find(before); err != nil && code == 0 {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
 			return 1
 		}
@@ -142,8 +148,15 @@ type result struct {
 // petrel runs the command with stdin and returns what it did.
 func petrel(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
+	return petrelEnv(t, nil, stdin, args...)
+}
+
+// petrelEnv is petrel with env added to the environment.
+func petrelEnv(t *testing.T, env []string, stdin string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "petrel"), args...)
-	cmd.Env = append(os.Environ(), "PETREL_ADDR=")
+	cmd.Env = append(os.Environ(), "PETREL_ADDR=", "PETREL_HMAC_KEY=")
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -202,11 +215,108 @@ func TestCall(t *testing.T) {
 	}
 }
 
+// keyedProto returns the -protocol flags a call with key to the server at
+// addr needs: none when it speaks version 1; "-protocol 0" when it speaks
+// only version 0 (as the engines do until they speak version 1), since a
+// keyed client refuses to fall back to it.
+func keyedProto(t *testing.T, addr, key string) []string {
+	t.Helper()
+	if speaksV1(t, addr, key) {
+		return nil
+	}
+	return []string{"-protocol", "0"}
+}
+
+// speaksV1 reports whether the server at addr, whose key is key ("" for
+// none), speaks protocol version 1.
+func speaksV1(t *testing.T, addr, key string) bool {
+	t.Helper()
+	r := petrel(t, "", "-addr", addr, "-hmac", key, "-protocol", "1", "-timeout", "5s", "call", "no-such-request")
+	if r.code == 3 && !strings.Contains(r.stderr, "server speaks protocol version 0, client speaks 1") {
+		t.Fatalf("probing for version 1: %+v", r)
+	}
+	return r.code != 3
+}
+
 func TestHMAC(t *testing.T) {
 	addr := startServer(t, "-hmac", "sekrit")
-	petrel(t, "", "-addr", addr, "-hmac", "sekrit", "call", "echo", "signed").want(t, 0, "signed", empty)
-	petrel(t, "", "-addr", addr, "-hmac", "wrong", "call", "echo", "x").
+	proto := keyedProto(t, addr, "sekrit")
+	petrel(t, "", append(proto, "-addr", addr, "-hmac", "sekrit", "call", "echo", "signed")...).want(t, 0, "signed", empty)
+	petrel(t, "", append(proto, "-addr", addr, "-hmac", "wrong", "call", "echo", "x")...).
 		want(t, 3, "", regexp.MustCompile(`^petrel: dial .*HMAC verification failed\n$`))
+	// Auto refuses a keyed session on version 0.
+	if proto != nil {
+		petrel(t, "", "-addr", addr, "-hmac", "sekrit", "call", "echo", "x").
+			want(t, 3, "", regexp.MustCompile(`^petrel: dial .*requires version 1 .*; -protocol 0 speaks version 0 with this server\n$`))
+	}
+}
+
+func TestHMACKeySources(t *testing.T) {
+	addr := startServer(t, "-hmac", "sekrit")
+	proto := keyedProto(t, addr, "sekrit")
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ok := regexp.MustCompile(`^$`)
+	bad := regexp.MustCompile(`^petrel: dial .*HMAC verification failed\n$`)
+	call := append(proto, "-addr", addr)
+	args := func(a ...string) []string { return append(append([]string(nil), call...), a...) }
+
+	// -hmac-file: one trailing newline stripped, no more.
+	petrel(t, "", args("-hmac-file", file("nl", "sekrit\n"), "call", "echo", "f")...).want(t, 0, "f", ok)
+	petrel(t, "", args("-hmac-file", file("bare", "sekrit"), "call", "echo", "f")...).want(t, 0, "f", ok)
+	petrel(t, "", args("-hmac-file", file("two", "sekrit\n\n"), "call", "echo", "f")...).want(t, 3, "", bad)
+	// $PETREL_HMAC_KEY, below both flags.
+	env := []string{"PETREL_HMAC_KEY=sekrit"}
+	petrelEnv(t, env, "", args("call", "echo", "e")...).want(t, 0, "e", ok)
+	wrongEnv := []string{"PETREL_HMAC_KEY=wrong"}
+	petrelEnv(t, wrongEnv, "", args("call", "echo", "e")...).want(t, 3, "", bad)
+	petrelEnv(t, wrongEnv, "", args("-hmac", "sekrit", "call", "echo", "e")...).want(t, 0, "e", ok)
+	petrelEnv(t, wrongEnv, "", args("-hmac-file", file("nl2", "sekrit\n"), "call", "echo", "e")...).want(t, 0, "e", ok)
+	// Mistakes.
+	petrel(t, "", args("-hmac-file", file("k", "sekrit"), "-hmac", "sekrit", "call", "echo")...).
+		want(t, 2, "", regexp.MustCompile(`^petrel: -hmac-file and -hmac .*\n$`))
+	petrel(t, "", args("-hmac-file", file("empty", "\n"), "call", "echo")...).
+		want(t, 2, "", regexp.MustCompile(`^petrel: -hmac-file: .* holds no key\n$`))
+	petrel(t, "", args("-hmac-file", filepath.Join(dir, "none"), "call", "echo")...).
+		want(t, 3, "", regexp.MustCompile(`^petrel: -hmac-file: .*no such file`))
+}
+
+func TestProtocolFlag(t *testing.T) {
+	addr := startServer(t)
+	v1 := speaksV1(t, addr, "")
+	version := map[bool]string{false: "0", true: "1"}[v1]
+	verbose := func(v string) *regexp.Regexp {
+		return regexp.MustCompile(`^petrel: status 200 success, seq 2, request "echo", protocol ` + v + `, round trip [0-9.]+(ns|µs|ms|s)\n$`)
+	}
+	petrel(t, "", "-addr", addr, "-v", "call", "echo", "a").want(t, 0, "a", verbose(version))
+	petrel(t, "", "-addr", addr, "-v", "-protocol", "auto", "call", "echo", "a").want(t, 0, "a", verbose(version))
+	petrel(t, "", "-addr", addr, "-v", "-protocol", "0", "call", "echo", "a").want(t, 0, "a", verbose("0"))
+	r := petrel(t, "", "-addr", addr, "-protocol", "1", "call", "echo", "a")
+	if v1 {
+		r.want(t, 0, "a", empty)
+	} else {
+		r.want(t, 3, "", regexp.MustCompile(`^petrel: dial .*server speaks protocol version 0, client speaks 1\n$`))
+	}
+	petrel(t, "", "-addr", addr, "-protocol", "2", "call", "echo").
+		want(t, 2, "", regexp.MustCompile(`^petrel: -protocol "2": want auto, 0 or 1\n$`))
+}
+
+func TestVerbose(t *testing.T) {
+	addr := startServer(t)
+	r := petrel(t, "", "-addr", addr, "-v", "call", "fail")
+	if r.code != 1 || r.stdout != "" ||
+		!regexp.MustCompile(`^petrel: status 500 handler error, seq 2, request "fail", protocol \d, round trip [^\n]+\nstatus 500: handler error\n$`).MatchString(r.stderr) {
+		t.Fatalf("-v with a 500: %+v", r)
+	}
+	// No answer, no -v line.
+	petrel(t, "", "-addr", addr, "-v", "-timeout", "200ms", "call", "sleep", "10s").
+		want(t, 3, "", regexp.MustCompile(`^petrel: call "sleep": .*context deadline exceeded\n$`))
 }
 
 func TestTLS(t *testing.T) {
@@ -262,16 +372,17 @@ func TestRepl(t *testing.T) {
 	for _, engine := range []string{"reactor", "std"} {
 		t.Run(engine, func(t *testing.T) {
 			addr := startServer(t, "-engine", engine, "-hmac", "k")
+			keyed := append(keyedProto(t, addr, "k"), "-addr", addr, "-hmac", "k")
 			in := "echo one\n\necho two words\nnope\nfail\necho three\n"
-			r := petrel(t, in, "-addr", addr, "-hmac", "k", "repl")
+			r := petrel(t, in, append(keyed, "repl")...)
 			if r.code != 1 || r.stdout != "one\ntwo words\nthree\n" ||
 				!regexp.MustCompile(`^status 400: .*\nstatus 500: handler error\n$`).MatchString(r.stderr) {
 				t.Fatalf("repl: %+v", r)
 			}
-			petrel(t, "echo a\necho b\n", "-addr", addr, "-hmac", "k", "repl").want(t, 0, "a\nb\n", empty)
+			petrel(t, "echo a\necho b\n", append(keyed, "repl")...).want(t, 0, "a\nb\n", empty)
 
 			// A closed connection ends the session.
-			r = petrel(t, "echo a\nsleep 10s\necho b\n", "-addr", addr, "-hmac", "k", "-timeout", "200ms", "repl")
+			r = petrel(t, "echo a\nsleep 10s\necho b\n", append(keyed, "-timeout", "200ms", "repl")...)
 			if r.code != 3 || r.stdout != "a\n" || !strings.Contains(r.stderr, "call timeout 200ms exceeded") {
 				t.Fatalf("repl with a timeout: %+v", r)
 			}
