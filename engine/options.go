@@ -90,7 +90,7 @@ type registry struct {
 	defMaxPayload uint32
 	reserve       bool // names under reservedPrefix are refused (Introspection on)
 
-	maxPayload atomic.Uint32 // the largest effective limit of any entry, and at least defMaxPayload
+	maxPayload atomic.Uint32 // at least the largest effective limit of any entry and defMaxPayload; never shrinks
 }
 
 func newRegistry(mw []Middleware) *registry {
