@@ -360,3 +360,26 @@ func TestRegistryNames(t *testing.T) {
 		t.Errorf("petrel.mine without introspection: %v", err)
 	}
 }
+
+// PROTOCHECK after a version-0 session began: 0x00 is answered as ever, a
+// malformed one 497, a version-1 one 498 (no renegotiation).
+func TestSessionLateProtoCheckV0(t *testing.T) {
+	s := newTestServer(t, Config{})
+	for _, k := range []struct {
+		payload []byte
+		want    codec.Status
+		closes  bool
+	}{
+		{[]byte{0}, codec.StatusOK, false},
+		{[]byte{0, 0}, codec.StatusVersionMismatch, true},
+		{[]byte{5}, codec.StatusVersionMismatch, true},
+		{codec.AppendProtoCheck(nil, 1, make([]byte, codec.NonceLen)), codec.StatusReadError, true},
+	} {
+		c, p := newFakeConn(s), &peer{}
+		p.call(t, c, "echo", nil)
+		f := p.call(t, c, codec.ProtoCheck, k.payload)
+		if f.Status != k.want || c.closed != k.closes {
+			t.Errorf("late PROTOCHECK %x: status %d closes %v, want %d %v", k.payload, f.Status, c.closed, k.want, k.closes)
+		}
+	}
+}
