@@ -188,6 +188,9 @@ func (s *session) dispatch(x *exchange, f codec.Frame) result {
 // and count is the one sent; a status the session cannot receive is
 // replaced (mapStatus).
 func (s *session) finish(e entry, r result) result {
+	if r.answered {
+		return r // the handler's timeout answered for it
+	}
 	if uint64(len(r.payload)) > maxAnswerPayload {
 		s.srv.log.Error("petrel: answer payload over 4 GiB", "request", e.name, "conn", s.info.ID,
 			"status", int(codec.StatusInternalError), "len", uint64(len(r.payload)))

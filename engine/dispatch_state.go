@@ -9,12 +9,12 @@ import (
 )
 
 // dispatchState is the dispatch layer's per-server state (log rate
-// limits, per-handler defaults, the abandoned-handler bound). Set up by
+// limits). Set up by
 // initDispatch before the server serves; read-only after, apart from the
 // rate limiter's own locked state.
 type dispatchState struct {
 	rate         *rateLimiter // log lines per key and interval
-	maxAbandoned int64        // Config.MaxAbandoned with its default applied
+	maxAbandoned int64        // Config.MaxAbandoned with its default
 }
 
 // initDispatch sets up s.disp from s.cfg, tells the registry the

@@ -21,13 +21,18 @@ import (
 //
 // Codes 0–1024 belong to the protocol: on a version-0 (classic) session a
 // code the original client's table lacks (201, 503, ...) is sent as 500
-// with the handler's payload, and on a version-1 session any code up to
-// 1024 that the protocol does not list is; a warning is logged either way.
+// with the handler's payload and a warning is logged (the original client
+// crashes on such codes); a version-1 session gets every code as it is.
 // Whatever the code, a handler's answer never closes the connection.
 //
-// ctx is cancelled when the connection drops, the server stops, or the
-// handler's timeout ([HandlerOptions.Timeout], else
-// [Config.HandlerTimeout]) passes.
+// ctx is cancelled when the connection drops (also when the peer only
+// shuts down its write side: its answer is still written, as net/http
+// does), the server stops, or the handler's timeout
+// ([HandlerOptions.Timeout], else [Config.HandlerTimeout]) passes. A
+// handler that overruns its timeout is answered for at once (504, or 500
+// "handler timeout" on version 0) and its late result discarded; on an
+// event loop, where nothing can pre-empt it, it is answered timed out when
+// it returns.
 //
 // The request and its payload are valid only until the handler returns:
 // copy what you keep. The returned payload may alias the request payload

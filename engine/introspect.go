@@ -8,9 +8,11 @@ import (
 )
 
 // The built-in introspection requests, served when [Config.Introspection]
-// is on. They run without a worker (they never block) and go through the
-// configured Middleware like any handler; while they are on, no handler
-// may be registered under a name beginning "petrel.".
+// is on. They count as non-blocking (a transport may run them on its event
+// loop, without a worker), so Middleware must not block on them; they go
+// through the configured Middleware like any handler. While they are on,
+// no handler may be registered under a name beginning "petrel."
+// ([ErrBadName]).
 const (
 	// IntrospectHandlers answers 200 with a JSON array describing every
 	// registered handler, sorted by name (see [HandlerInfo]).

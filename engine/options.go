@@ -90,7 +90,7 @@ type registry struct {
 	defMaxPayload uint32
 	reserve       bool // names under reservedPrefix are refused (Introspection on)
 
-	maxPayload atomic.Uint32 // the largest effective limit of any entry, and at least defMaxPayload
+	maxPayload atomic.Uint32 // at least the largest effective limit of any entry and defMaxPayload; never shrinks
 }
 
 func newRegistry(mw []Middleware) *registry {
@@ -201,10 +201,14 @@ func (r *registry) entries() []entry {
 // backlog bound from it.
 func (s *Server) largestPayload() uint32 { return s.handlers.maxPayload.Load() }
 
+// protoCheckLen is the length of a version-1 PROTOCHECK payload.
+const protoCheckLen = 1 + codec.NonceLen
+
 // opts returns the options to parse the next frame of this session whose
 // request text is name: the payload limit of that request's handler (its
 // [HandlerOptions.MaxPayload], else the server's), and the session's MAC
 // and version (version 0 until a version-1 PROTOCHECK has been answered).
+// PROTOCHECK's limit is at least the 17 bytes of a version-1 PROTOCHECK.
 // The transport calls it once the frame's header and request text have
 // arrived and before it reads the payload, on the goroutine that serves
 // the connection's frames, one frame at a time. It does not allocate.
@@ -213,6 +217,9 @@ func (s *session) opts(name []byte) codec.Options {
 	o := codec.Options{MaxPayload: srv.cfg.MaxPayload, MAC: srv.mac != nil, Version: s.ver}
 	if e, ok := srv.handlers.lookup(name); ok {
 		o.MaxPayload = e.maxPayload
+	} else if o.MaxPayload < protoCheckLen && string(name) == codec.ProtoCheck {
+		// However small the server's limit, a version-1 PROTOCHECK fits.
+		o.MaxPayload = protoCheckLen
 	}
 	return o
 }

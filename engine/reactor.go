@@ -635,7 +635,10 @@ func (rc *rconn) check() (act gnet.Action, stop bool) {
 		}
 		return gnet.Close, true
 	}
-	if rc.srv.closed.Load() && closesWhenDraining(p) && rc.state.Load() == stateIdle {
+	if rc.srv.closed.Load() && closesWhenDraining(p) && rc.state.Load() == stateIdle &&
+		rc.tls == nil && rc.gc.InboundBuffered() == 0 {
+		// Nothing read is left unanswered. (With bytes buffered, the
+		// decoder serves the frames already here and closes after them.)
 		return gnet.Close, true
 	}
 	return gnet.None, false

@@ -186,7 +186,9 @@ func (s *Server) AddrString() string { return addrString(s.ln.Addr()) }
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
 	st := s.stats.snapshot()
-	st.Buffered = s.budget.used.Load()
+	if s.budget != nil {
+		st.Buffered = s.budget.used.Load()
+	}
 	return st
 }
 

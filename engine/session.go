@@ -114,18 +114,19 @@ func (s *session) startV0() {
 // key) from the next frame on; a malformed payload or an unknown version
 // is answered 497 with 0x01, and closed. Later in a version-0 session a
 // version-0 PROTOCHECK is answered 200 0x00 as before (classic clients may
-// repeat it); any other later PROTOCHECK is refused with 498 and closed:
-// sessions do not renegotiate. The answer to the negotiating PROTOCHECK is
+// repeat it) and a malformed one 497 as above, while a version-1
+// PROTOCHECK is refused with 498 and closed: sessions do not renegotiate.
+// In a version-1 session every PROTOCHECK is refused so. The answer to the negotiating PROTOCHECK is
 // framed as version 0 (with a version-0 MAC when keyed).
 func (s *session) protoCheck(x *exchange, f codec.Frame) result {
 	srv := s.srv
 	v, nonce, err := codec.ParseProtoCheck(f.Payload)
 	late := s.sess != sessNew
 	switch {
-	case late && (s.ver != codec.ProtocolV0 || err != nil || v != codec.ProtocolV0):
+	case late && (s.ver != codec.ProtocolV0 || (err == nil && v == codec.ProtocolV1)):
 		s.logRefusal(f, codec.StatusReadError, "petrel: PROTOCHECK after the session began")
 		return s.refuse(codec.StatusReadError, reasonLate)
-	case late:
+	case late && err == nil && v == codec.ProtocolV0:
 		return result{status: codec.StatusOK, payload: protoV0}
 	case err != nil || v > codec.ProtocolV1:
 		s.logRefusal(f, codec.StatusVersionMismatch, "petrel: PROTOCHECK for a version not spoken")

@@ -1,0 +1,22 @@
+package engine
+
+import "time"
+
+// Test hooks for the external tests. Each returns a function restoring the
+// previous value; call it from t.Cleanup of a test that is not parallel,
+// so no server reads the value while it changes (servers read them when
+// they start, or per negotiation).
+
+// SetLogRate sets the log rate limit of servers started after it.
+func SetLogRate(interval time.Duration, burst int) (restore func()) {
+	oi, ob := logInterval, logBurst
+	logInterval, logBurst = interval, burst
+	return func() { logInterval, logBurst = oi, ob }
+}
+
+// SetRandRead replaces the source of the servers' PROTOCHECK nonces.
+func SetRandRead(f func([]byte) (int, error)) (restore func()) {
+	old := randRead
+	randRead = f
+	return func() { randRead = old }
+}
