@@ -134,7 +134,7 @@ func predict(data []byte, key []byte) (want []expected, closes, v1 bool) {
 			switch {
 			case perr == nil && v == codec.ProtocolV0:
 				e.status, e.payload, e.check = codec.StatusOK, []byte{0}, true
-			case !first:
+			case !first && perr == nil && v == codec.ProtocolV1:
 				e.status = codec.StatusReadError // no renegotiation
 			case perr == nil && v == codec.ProtocolV1:
 				e.status = codec.StatusOK
