@@ -87,10 +87,8 @@ func engineSystems() []System {
 			Protocol: ProtoPetrel,
 			Serve:    serveMixed,
 			// Only the mixed scenario tells it from reactor-pool.
-			OnlyNamed: true,
-			// Unavailable until engine.Config has HandlerOptions; see
-			// mixed.go.
-			Unavailable: mixedUnavailable,
+			OnlyNamed:   true,
+			Unavailable: mixedUnavailable, // "": the engine has HandlerOptions
 		},
 		{
 			Name:     "std",

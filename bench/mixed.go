@@ -1,18 +1,14 @@
 package bench
 
-import (
-	"context"
-	"errors"
-)
+import "github.com/petrel-rpc/petrel/engine"
 
-// mixedUnavailable says why the reactor-mixed system cannot run: it needs
-// engine.Config.HandlerOptions (NonBlocking per handler), which the engine
-// in this checkout does not have yet. The mixed-c1-sleep50ms scenario
-// skips it with this note; its other systems still run.
-const mixedUnavailable = "needs engine.Config.HandlerOptions (per-handler NonBlocking), not in this engine yet"
+// mixedUnavailable is empty since engine.Config has HandlerOptions: the
+// reactor-mixed system runs (in the scenarios that name it).
+const mixedUnavailable = ""
 
-// serveMixed serves echo non-blocking (on the event loop) and sleep on the
-// worker pool, in one reactor server.
-func serveMixed(context.Context, ServeConfig) (Server, error) {
-	return nil, errors.New(mixedUnavailable)
-}
+// serveMixed serves the reactor engine with handlers on the worker pool,
+// except echo, registered NonBlocking ([engine.HandlerOptions]): it runs on
+// the event loop, paying no hand-off, while sleep blocks on a worker.
+var serveMixed = serveEngineWith(engine.Reactor, false, func(c *engine.Config) {
+	c.HandlerOptions = map[string]engine.HandlerOptions{reqEcho: {NonBlocking: true}}
+})
