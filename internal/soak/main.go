@@ -521,19 +521,19 @@ func (c *conn) fault(rng *rand.Rand) error {
 		}
 		abort()
 		return nil
-	case 2: // a header declaring too much: 402, then the server closes
+	case 2: // a header (and request text) declaring too much: 402, then the server closes
 		var h [codec.HeaderLen]byte
 		seq := c.seq + 1
 		codec.PutHeader(h[:], 0, seq, 4, maxPayload+1+rng.IntN(1<<20))
-		if err := c.write(h[:]); err != nil {
+		if err := c.write(append(h[:], "echo"...)); err != nil {
 			return err
 		}
 		f, err := c.recv(ioTimeout)
 		if err != nil {
 			return fmt.Errorf("oversized header: %w", err)
 		}
-		if f.Status != codec.StatusPayloadTooLarge || f.Seq != seq {
-			return fmt.Errorf("oversized header: status %d seq %d, want 402 seq %d", f.Status, f.Seq, seq)
+		if f.Status != codec.StatusPayloadTooLarge || f.Seq != seq || string(f.Request) != "echo" {
+			return fmt.Errorf("oversized header: status %d seq %d request %q, want 402 seq %d \"echo\"", f.Status, f.Seq, f.Request, seq)
 		}
 		if _, err := c.recv(ioTimeout); err == nil || !closed(err) || errors.Is(err, errTorn) {
 			return fmt.Errorf("after 402: %v, want the connection closed", err)
