@@ -752,6 +752,31 @@ func (rc *rconn) process() gnet.Action {
 	}
 }
 
+// onLoop reports whether f is answered on the event loop (inline mode, a
+// non-blocking request, or a busy answer when too many handlers are
+// abandoned), and whether it is non-blocking. Loop goroutine.
+func (rc *rconn) onLoop(f codec.Frame) (onLoop, nonBlocking bool) {
+	nonBlocking = rc.nonBlocking(f.Request)
+	return rc.t.pool == nil || nonBlocking || rc.mustRefuseBusy(), nonBlocking
+}
+
+// answerOnLoop answers f on the event loop, with exchange x: busy when it
+// would need a worker, else through the handler. The returned slices
+// alias x and f. Loop goroutine.
+func (rc *rconn) answerOnLoop(x *exchange, f codec.Frame, nonBlocking bool, n int) (result, [][]byte) {
+	x.canWait = false
+	rc.lc.enter(phaseDispatched, rc.t.wheel.now.Load())
+	var r result
+	if rc.t.pool != nil && !nonBlocking {
+		r = rc.busyResult()
+	} else {
+		r = rc.dispatch(x, f)
+	}
+	v := rc.frame(x, f, r)
+	rc.srv.stats.answered(rc.info.ID, r.status, n, vecLen(v))
+	return r, v
+}
+
 // mustRefuseBusy reports whether a blocking request must be answered busy
 // at once because too many timed-out handlers are still running.
 func (rc *rconn) mustRefuseBusy() bool {
@@ -767,20 +792,10 @@ func (rc *rconn) mustRefuseBusy() bool {
 func (rc *rconn) serve(f codec.Frame, raw []byte, owned, pending bool) (gnet.Action, bool) {
 	srv := rc.srv
 	c := rc.gc
-	nonBlocking := rc.nonBlocking(f.Request)
-	if rc.t.pool == nil || nonBlocking || rc.mustRefuseBusy() {
+	if onLoop, nonBlocking := rc.onLoop(f); onLoop {
 		x := srv.getExchange()
-		x.canWait = false
-		rc.lc.enter(phaseDispatched, rc.t.wheel.now.Load())
-		var r result
-		if rc.t.pool != nil && !nonBlocking {
-			r = rc.busyResult()
-		} else {
-			r = rc.dispatch(x, f)
-		}
-		v := rc.frame(x, f, r)
+		r, v := rc.answerOnLoop(x, f, nonBlocking, len(raw))
 		size := vecLen(v)
-		srv.stats.answered(rc.info.ID, r.status, len(raw), size)
 		_, werr := c.Writev(v)
 		srv.putExchange(x)
 		if werr != nil {

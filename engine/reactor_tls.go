@@ -482,19 +482,9 @@ func (rc *rconn) decodeTLS() gnet.Action {
 			return gnet.None
 		}
 		x.plainOff += n
-		nonBlocking := rc.nonBlocking(f.Request)
-		if rc.t.pool == nil || nonBlocking || rc.mustRefuseBusy() {
+		if onLoop, nonBlocking := rc.onLoop(f); onLoop {
 			ex := srv.getExchange()
-			ex.canWait = false
-			rc.lc.enter(phaseDispatched, rc.t.wheel.now.Load())
-			var r result
-			if rc.t.pool != nil && !nonBlocking {
-				r = rc.busyResult()
-			} else {
-				r = rc.dispatch(ex, f)
-			}
-			vec := rc.frame(ex, f, r)
-			srv.stats.answered(rc.info.ID, r.status, n, vecLen(vec))
+			r, vec := rc.answerOnLoop(ex, f, nonBlocking, n)
 			rc.writeTLS(vec)
 			srv.putExchange(ex)
 			if rc.tlsSent(r.closes) {
