@@ -429,3 +429,33 @@ func (l *failingListener) Accept() (net.Conn, error) {
 	}
 	return nc, err
 }
+
+// #15.3: a client still writing a large over-limit payload sees the 402
+// (with its request text), not a reset: the server shuts its write side and
+// reads and discards for a while before it closes. Ten tries on every
+// engine, over TCP.
+func TestRefusalSurvivesWritingClient(t *testing.T) {
+	forEachTCP(t, func(t *testing.T, e env) {
+		srv := e.listen(t, engine.Config{MaxPayload: 1000})
+		body := bytes.Repeat([]byte("x"), 512<<10)
+		for i := range 10 {
+			c := dial(t, srv)
+			var hdr [codec.HeaderLen]byte
+			codec.PutHeader(hdr[:], 0, uint32(i+1), 4, len(body))
+			go func() {
+				// Keep writing the payload the server refuses; errors are
+				// expected once it closes.
+				c.nc.SetWriteDeadline(time.Now().Add(ioTimeout))
+				c.nc.Write(append(append(hdr[:], "echo"...), body...))
+			}()
+			f, err := c.recvErr()
+			if err != nil {
+				t.Fatalf("try %d: %v, want the 402", i, err)
+			}
+			if f.Status != codec.StatusPayloadTooLarge || string(f.Request) != "echo" || f.Seq != uint32(i+1) {
+				t.Fatalf("try %d: status %d request %q seq %d", i, f.Status, f.Request, f.Seq)
+			}
+			c.close()
+		}
+	})
+}
