@@ -63,7 +63,8 @@
 // whose answer stops moving) bound connections; Config.MaxBuffered bounds
 // the bytes held for unfinished frames across all of them.
 //
-// [Server.Stats] and [Server.Var] report counters; Config.Logger receives
+// [Server.Stats] reports counters (examples/server publishes them through
+// expvar, engine/petrelprom to Prometheus); Config.Logger receives
 // events, rate-limited (never a line per successful request).
 //
 // How the engines move bytes, and what that costs, is in docs/design.md;
