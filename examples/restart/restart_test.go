@@ -47,14 +47,14 @@ const (
 
 // The phases of the test, in order.
 const (
-	phaseGen1     = iota // the first process serves alone
-	phaseStart1          // SIGHUP sent: the second process starts on the socket
-	phaseDrain1          // "handed over" printed: the first process drains
-	phaseGen2            // the first process exited
-	phaseStart2          // SIGHUP to the second process
-	phaseDrain2          // the second process drains
-	phaseGen3            // the second exited; the third serves alone
-	phaseDone            // the workers stop
+	phaseGen1   = iota // the first process serves alone
+	phaseStart1        // SIGHUP sent: the second process starts on the socket
+	phaseDrain1        // "handed over" printed: the first process drains
+	phaseGen2          // the first process exited
+	phaseStart2        // SIGHUP to the second process
+	phaseDrain2        // the second process drains
+	phaseGen3          // the second exited; the third serves alone
+	phaseDone          // the workers stop
 )
 
 var phaseNames = [...]string{"gen1", "start1", "drain1", "gen2", "start2", "drain2", "gen3"}
