@@ -54,7 +54,7 @@ type reactorTransport struct {
 	spillWG  sync.WaitGroup // spill goroutines
 
 	afterWriteFn gnet.AsyncCallback // t.afterAsyncWrite, bound once
-	backlogLimit int                // most inbound bytes buffered behind a request in flight
+	backlogLimit int                // TLS: most inbound bytes buffered behind a request in flight
 
 	handshakes atomic.Int64   // TLS handshakes in progress
 	hsMu       sync.Mutex     // guards hsByAddr
@@ -383,17 +383,20 @@ func (t *reactorTransport) OnTraffic(c gnet.Conn) gnet.Action {
 		return rc.discardLinger()
 	}
 	// gnet keeps reading while a request is in flight or answers are not
-	// being read; a client that floods pipelined frames is cut off before
-	// its backlog outgrows one maximal frame plus some slack, and its
-	// backlog counts against the server's inbound budget.
+	// being read: a client that floods pipelined frames is cut off once
+	// its backlog outgrows the next frame plus some slack, and the backlog
+	// counts against the server's inbound budget.
 	if rc.state.Load() != stateIdle || rc.lc.phase() == phaseWriting {
-		if c.InboundBuffered() > t.backlogLimit {
-			t.srv.logRated("refusal", slog.LevelWarn, "petrel: pipelined backlog over the limit; closing", "conn", rc.info.ID,
-				"backlog", c.InboundBuffered(), "limit", t.backlogLimit)
-			return gnet.Close
+		if ib := c.InboundBuffered(); ib > pipelineSlack {
+			if limit := rc.backlogAllowance(ib); ib > limit {
+				t.srv.stats.evicted.Add(1)
+				t.srv.logRated("refusal", slog.LevelWarn, "petrel: pipelined backlog over the limit; closing", "conn", rc.info.ID,
+					"backlog", ib, "limit", limit)
+				return gnet.Close
+			}
 		}
 		if rc.charge(int64(c.InboundBuffered())) {
-			return gnet.None
+			return gnet.Close
 		}
 	}
 	if rc.lc.phase() == phaseWriting || rc.markPending() {
@@ -775,6 +778,26 @@ func (rc *rconn) answerOnLoop(x *exchange, f codec.Frame, nonBlocking bool, n in
 	v := rc.frame(x, f, r)
 	rc.srv.stats.answered(rc.info.ID, r.status, n, vecLen(v))
 	return r, v
+}
+
+// pipelineSlack is how many bytes a connection may have buffered behind
+// the request in flight beyond the next frame.
+const pipelineSlack = 256 << 10
+
+// backlogAllowance is how many inbound bytes rc may hold behind the
+// request in flight: the next frame (as its header declares, within its
+// handler's limit) plus pipelineSlack. ib is what it holds. Loop
+// goroutine.
+func (rc *rconn) backlogAllowance(ib int) int {
+	head, _ := rc.gc.Peek(min(ib, codec.HeaderLen+codec.MaxRequestLen))
+	v, _, n, need, _ := rc.next(head)
+	switch v {
+	case vFrame:
+		return n + pipelineSlack
+	case vPartial:
+		return len(head) + need + pipelineSlack
+	}
+	return pipelineSlack // refused once it is decoded
 }
 
 // mustRefuseBusy reports whether a blocking request must be answered busy

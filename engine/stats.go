@@ -19,7 +19,7 @@ type Stats struct {
 	ByStatus   map[string]uint64 // answers by status code
 	Abandoned  int64             // handlers still running after their timeout answered for them
 	Busy       uint64            // requests answered busy without running (queue timeout, MaxConcurrent, MaxAbandoned)
-	Evicted    uint64            // connections closed (or paused, std) by the MaxBuffered budget
+	Evicted    uint64            // connections closed (or paused, std) for holding too much inbound: the MaxBuffered budget, or a pipelined backlog over the next frame plus 256 KiB
 	Buffered   int64             // inbound bytes held now for partial and pipelined frames (MaxBuffered's measure)
 	TimedOut   uint64            // connections closed by a read, idle, write or handshake timeout
 	Sessions   [2]uint64         // sessions by negotiated protocol version (index 0 or 1)
