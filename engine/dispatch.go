@@ -160,26 +160,19 @@ func (s *session) dispatch(x *exchange, f codec.Frame) result {
 	if !e.acquire(&s.ctx, x.canWait, srv.cfg.QueueTimeout) {
 		return s.busyResult()
 	}
-	if to > 0 && x.canWait {
-		if srv.stats.abandoned.Load() >= srv.disp.maxAbandoned {
+	if to > 0 {
+		if x.canWait && srv.stats.abandoned.Load() >= srv.disp.maxAbandoned {
 			e.release()
 			return s.busyResult()
 		}
+		// On a worker or std's goroutine the timer answers for an
+		// overrunning handler; on the event loop it only ends the
+		// context, and one that returns late is answered timed out.
 		return s.finish(e, s.dispatchTimeout(x, e, f, to))
-	}
-	var start time.Time
-	if to > 0 {
-		start = time.Now()
 	}
 	x.req = Request{Name: e.name, Seq: f.Seq, Payload: f.Payload, Conn: &s.info}
 	st, p := s.call(&s.ctx, e, &x.req)
 	x.req = Request{}
-	if to > 0 && time.Since(start) > to {
-		// A handler that cannot be pre-empted (it ran on the event
-		// loop) and overran its timeout.
-		s.logTimeout(e, to)
-		return s.timeoutResult()
-	}
 	return s.finish(e, result{status: st, payload: p})
 }
 

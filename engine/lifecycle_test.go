@@ -459,3 +459,24 @@ func TestRefusalSurvivesWritingClient(t *testing.T) {
 		}
 	})
 }
+
+// #15.2: HandlerTimeout applies inline too: an inline handler sees it as
+// its context's deadline, and one that returns after it is answered as
+// timed out (500 "handler timeout" on version 0); the loop cannot pre-empt
+// it.
+func TestHandlerTimeoutInline(t *testing.T) {
+	e := env{variant{"reactor-inline", engine.Reactor, true}, "tcp"}
+	srv := e.listen(t, engine.Config{HandlerTimeout: 50 * time.Millisecond, Handlers: map[string]engine.Handler{
+		"deadline": func(ctx context.Context, _ *engine.Request) (uint16, []byte, error) {
+			if _, ok := ctx.Deadline(); !ok {
+				return 200, []byte("no deadline"), nil
+			}
+			<-ctx.Done() // a short wait on the loop, for the test only
+			return 200, []byte("late"), nil
+		},
+		"quick": func(context.Context, *engine.Request) (uint16, []byte, error) { return 200, []byte("quick"), nil },
+	}})
+	c := dial(t, srv)
+	c.expect("deadline", nil, codec.StatusHandlerError, []byte("handler timeout"))
+	c.expect("quick", nil, codec.StatusOK, []byte("quick"))
+}

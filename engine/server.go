@@ -227,8 +227,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // not answered. It works at any time, also during a Shutdown, which it
 // cuts short. It returns once the engine's goroutines have exited, waiting
 // at most one second for handlers that ignore their cancelled context:
-// those are abandoned (they keep running; Stats.Abandoned counts them) and
-// their results are discarded. A second Close returns net.ErrClosed.
+// those are abandoned (they keep running, their count is logged) and their
+// results are discarded. A second Close returns net.ErrClosed.
 func (s *Server) Close() error { return s.forceStop(nil) }
 
 // forceStop closes the server at once; why is what Err reports (nil: the

@@ -61,7 +61,7 @@ func run() error {
 		hmacFile    = flag.String("hmac-file", "", "read the HMAC key from this file")
 		minProtocol = flag.Uint("min-protocol", 0, "lowest protocol version served: 0 or 1")
 		maxHS       = flag.Int("max-handshakes", 0, "TLS handshakes in progress at once (0: 1024)")
-		maxBuffered = flag.Int64("max-buffered", 0, "bytes held for partial and pipelined frames across all connections (0: 64 MiB)")
+		maxBuffered = flag.Int64("max-buffered", 0, "bytes held for partial and pipelined frames across all connections (0: 64 MiB, or twice the largest payload limit + 1 MiB: 129 MiB with upload)")
 		writeTO     = flag.Duration("write-timeout", 0, "close a connection whose answer has not moved for this long (0: 30s)")
 		handlerTO   = flag.Duration("handler-timeout", 0, "answer a handler as timed out after this long (0: none)")
 		queueTO     = flag.Duration("queue-timeout", 0, "answer busy a request that waits this long for a worker (0: 1s)")
