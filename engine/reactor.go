@@ -56,10 +56,11 @@ type reactorTransport struct {
 	afterWriteFn gnet.AsyncCallback // t.afterAsyncWrite, bound once
 	backlogLimit int                // TLS: most inbound bytes buffered behind a request in flight
 
-	handshakes atomic.Int64   // TLS handshakes in progress
-	hsMu       sync.Mutex     // guards hsByAddr
-	hsByAddr   map[string]int // handshake slots held per remote IP
-	hsWG       sync.WaitGroup // TLS handshake goroutines
+	handshakes atomic.Int64        // TLS handshakes in progress
+	hsMu       sync.Mutex          // guards hsByAddr, hsWait and each rtls.waiting
+	hsByAddr   map[string]int      // handshake slots held per remote IP
+	hsWait     map[string][]*rconn // connections waiting for a slot of their IP, oldest first
+	hsWG       sync.WaitGroup      // TLS handshake goroutines
 
 	// gate orders cross-goroutine gnet calls (Wake, AsyncWritev, Close
 	// from a worker, the ticker or a handshake) before the engine stops:
@@ -97,6 +98,7 @@ func newReactorTransport(srv *Server) (*reactorTransport, error) {
 		srv:      srv,
 		to:       cfg.timeouts(),
 		hsByAddr: map[string]int{},
+		hsWait:   map[string][]*rconn{},
 		orphans:  map[*rconn]struct{}{},
 	}
 	t.afterWriteFn = t.afterAsyncWrite

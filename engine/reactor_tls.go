@@ -222,6 +222,7 @@ type rtls struct {
 	conn        *tls.Conn
 	started     atomic.Bool // the handshake goroutine was started
 	slotAddr    string      // the remote IP holding a per-address handshake slot, "" if none
+	waiting     bool        // queued for a slot of its address (guarded by the transport's hsMu)
 	established atomic.Bool // the handshake succeeded; the loop may use conn
 	failed      atomic.Bool // the handshake failed: close
 	peerEOF     bool        // crypto/tls reported the end of the peer's stream (loop only)
@@ -319,8 +320,11 @@ func (rc *rconn) trafficTLS() gnet.Action {
 				t.srv.logRated("handshake", slog.LevelInfo, "petrel: not a TLS ClientHello; closing", "conn", rc.info.ID, "remote", rc.info.RemoteAddr)
 				return gnet.Close
 			}
-			if !t.takeHandshakeSlot(rc) {
+			switch t.takeHandshakeSlot(rc) {
+			case slotRefused:
 				return gnet.Close
+			case slotWait:
+				return gnet.None // woken when its address frees a slot
 			}
 			x.started.Store(true)
 			rc.lc.enter(phaseHandshake, t.wheel.now.Load())
@@ -372,46 +376,84 @@ func firstRecord(p *tlsPipe) int {
 	return recordWhole
 }
 
+// Outcomes of takeHandshakeSlot.
+const (
+	slotTaken   = iota
+	slotWait    // the address's share is in use: wait for one of its slots
+	slotRefused // MaxHandshakes is in use: close
+)
+
 // takeHandshakeSlot reserves a slot of MaxHandshakes and of the remote
-// address's share of them; false (counted, logged at a bounded rate) when
-// either is full. Loop goroutine.
-func (t *reactorTransport) takeHandshakeSlot(rc *rconn) bool {
+// address's share of them. When MaxHandshakes is full the connection is
+// refused (counted, logged at a bounded rate); when only its address's
+// share is, it waits for one of that address's handshakes to end (within
+// its own handshake deadline), so that one address cannot crowd others
+// out, and a burst from one address is delayed, not refused. Loop
+// goroutine.
+func (t *reactorTransport) takeHandshakeSlot(rc *rconn) int {
 	srv := t.srv
+	var key string
+	per := srv.cfg.MaxHandshakesPerAddr
+	if ta, ok := rc.info.RemoteAddr.(*net.TCPAddr); ok && per > 0 {
+		key = string(ta.IP.To16())
+		t.hsMu.Lock()
+		if t.hsByAddr[key] >= per {
+			if !rc.tls.waiting {
+				rc.tls.waiting = true
+				t.hsWait[key] = append(t.hsWait[key], rc)
+			}
+			t.hsMu.Unlock()
+			srv.logRated("handshake", slog.LevelInfo, "petrel: TLS handshakes from one address at its limit; waiting",
+				"conn", rc.info.ID, "remote", rc.info.RemoteAddr, "max", per)
+			return slotWait
+		}
+		t.hsByAddr[key]++
+		t.hsMu.Unlock()
+	}
 	if t.handshakes.Add(1) > int64(srv.cfg.MaxHandshakes) {
 		t.handshakes.Add(-1)
+		if key != "" {
+			t.releaseAddrSlot(key)
+		}
 		srv.stats.refused.Add(1)
 		srv.logRated("handshake", slog.LevelWarn, "petrel: too many TLS handshakes in progress; closing", "conn", rc.info.ID)
-		return false
+		return slotRefused
 	}
-	if per := srv.cfg.MaxHandshakesPerAddr; per > 0 {
-		if ta, ok := rc.info.RemoteAddr.(*net.TCPAddr); ok {
-			key := string(ta.IP.To16())
-			t.hsMu.Lock()
-			if t.hsByAddr[key] >= per {
-				t.hsMu.Unlock()
-				t.handshakes.Add(-1)
-				srv.stats.refused.Add(1)
-				srv.logRated("handshake", slog.LevelWarn, "petrel: too many TLS handshakes from one address; closing",
-					"conn", rc.info.ID, "remote", rc.info.RemoteAddr, "max", per)
-				return false
-			}
-			t.hsByAddr[key]++
-			t.hsMu.Unlock()
-			rc.tls.slotAddr = key
-		}
-	}
-	return true
+	rc.tls.slotAddr = key
+	return slotTaken
 }
 
 // releaseHandshakeSlot gives back what takeHandshakeSlot took.
 func (t *reactorTransport) releaseHandshakeSlot(rc *rconn) {
 	t.handshakes.Add(-1)
 	if key := rc.tls.slotAddr; key != "" {
-		t.hsMu.Lock()
-		if t.hsByAddr[key]--; t.hsByAddr[key] <= 0 {
-			delete(t.hsByAddr, key)
+		t.releaseAddrSlot(key)
+	}
+}
+
+// releaseAddrSlot gives back one of key's slots and wakes the oldest
+// connection of that address waiting for one.
+func (t *reactorTransport) releaseAddrSlot(key string) {
+	t.hsMu.Lock()
+	if t.hsByAddr[key]--; t.hsByAddr[key] <= 0 {
+		delete(t.hsByAddr, key)
+	}
+	var next *rconn
+	for q := t.hsWait[key]; len(q) > 0 && next == nil; q = t.hsWait[key] {
+		next, t.hsWait[key] = q[0], q[1:]
+		if next.gone.Load() {
+			next = nil
 		}
-		t.hsMu.Unlock()
+	}
+	if len(t.hsWait[key]) == 0 {
+		delete(t.hsWait, key)
+	}
+	if next != nil {
+		next.tls.waiting = false
+	}
+	t.hsMu.Unlock()
+	if next != nil {
+		t.wake(next)
 	}
 }
 
