@@ -570,7 +570,7 @@ type rconn struct {
 func (rc *rconn) dueAt(now int64) int64 {
 	p := rc.lc.phase()
 	dl := rc.t.to.deadline(p, rc.lc.since.Load())
-	if p == phaseHandshake && rc.tls != nil && !rc.tls.started.Load() {
+	if p == phaseHandshake && rc.tls != nil && !rc.tls.hello.Load() {
 		dl = min(dl, rc.lc.since.Load()+int64(handshakeSilence))
 	}
 	return dl

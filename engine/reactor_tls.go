@@ -221,6 +221,7 @@ type rtls struct {
 	pipe        *tlsPipe
 	conn        *tls.Conn
 	started     atomic.Bool // the handshake goroutine was started
+	hello       atomic.Bool // a whole first record has arrived: the full handshake timeout applies
 	slotAddr    string      // the remote IP holding a per-address handshake slot, "" if none
 	waiting     bool        // queued for a slot of its address (guarded by the transport's hsMu)
 	established atomic.Bool // the handshake succeeded; the loop may use conn
@@ -312,25 +313,29 @@ func (rc *rconn) trafficTLS() gnet.Action {
 		if rc.charge(int64(x.pipe.buffered())) {
 			return gnet.Close
 		}
-		if !x.started.Load() {
-			switch firstRecord(x.pipe) {
-			case recordPartial:
-				return gnet.None // no slot until a whole first record is here
-			case recordBad:
-				t.srv.logRated("handshake", slog.LevelInfo, "petrel: not a TLS ClientHello; closing", "conn", rc.info.ID, "remote", rc.info.RemoteAddr)
-				return gnet.Close
-			}
-			switch t.takeHandshakeSlot(rc) {
-			case slotRefused:
-				return gnet.Close
-			case slotWait:
-				return gnet.None // woken when its address frees a slot
-			}
-			x.started.Store(true)
-			rc.lc.enter(phaseHandshake, t.wheel.now.Load())
-			t.hsWG.Add(1)
-			go rc.handshake()
+	}
+	if !x.established.Load() && t.srv.closed.Load() {
+		return gnet.Close // draining: a handshake has nothing to answer
+	}
+	if !x.started.Load() {
+		switch firstRecord(x.pipe) {
+		case recordPartial:
+			return gnet.None // no slot until a whole first record is here
+		case recordBad:
+			t.srv.logRated("handshake", slog.LevelInfo, "petrel: not a TLS ClientHello; closing", "conn", rc.info.ID, "remote", rc.info.RemoteAddr)
+			return gnet.Close
 		}
+		x.hello.Store(true)
+		switch t.takeHandshakeSlot(rc) {
+		case slotRefused:
+			return gnet.Close
+		case slotWait:
+			return gnet.None // woken when its address frees a slot
+		}
+		x.started.Store(true)
+		rc.lc.enter(phaseHandshake, t.wheel.now.Load())
+		t.hsWG.Add(1)
+		go rc.handshake()
 	}
 	if !x.established.Load() {
 		if t.srv.closed.Load() {
