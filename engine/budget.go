@@ -24,12 +24,15 @@ type budget struct {
 // candidate for eviction.
 const bigHolding = 64 << 10
 
+// evictor is a connection the budget can close (any goroutine).
+type evictor interface{ evict() }
+
 // holding is one connection's share of the budget. n is changed only by
 // the connection's owner through budget.set (and by evict).
 type holding struct {
 	n       int64
 	evicted atomic.Bool // evict took it away; set gives nothing back
-	evict   func()      // closes the connection (any goroutine)
+	owner   evictor     // closes the connection (any goroutine)
 }
 
 func newBudget(limit int64) *budget {
@@ -106,7 +109,7 @@ func (b *budget) evictLargest(self *holding) int {
 		atomic.StoreInt64(&top.n, 0)
 		b.wakeLocked()
 		b.mu.Unlock()
-		top.evict()
+		top.owner.evict()
 		closed++
 		if top == self {
 			return closed

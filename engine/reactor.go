@@ -199,10 +199,7 @@ func (t *reactorTransport) open(nc net.Conn) bool {
 	default:
 		rc.info.LocalAddr = la
 	}
-	rc.hold.evict = func() {
-		srv.stats.evicted.Add(1)
-		t.call(func() { rc.gc.Close() })
-	}
+	rc.hold.owner = rc
 	// Enrolling waits for the loop to open the socket: do it off the
 	// acceptor, so that a loop blocked by an inline handler stalls only
 	// its own new connections.
@@ -584,6 +581,12 @@ const bigAnswer = 64 << 10
 // arrived in full: a client that has sent nothing useful is not given the
 // whole handshake timeout.
 const handshakeSilence = 2 * time.Second
+
+// evict closes rc for the inbound budget. Any goroutine.
+func (rc *rconn) evict() {
+	rc.srv.stats.evicted.Add(1)
+	rc.t.call(func() { rc.gc.Close() })
+}
 
 // charge records that rc holds n inbound bytes; when that takes the server
 // over its budget, the connections holding the most are closed. It reports

@@ -38,7 +38,7 @@ func (t *stdTransport) open(nc net.Conn) bool {
 	c := &stdConn{t: t, nc: nc}
 	c.init(srv)
 	c.info.LocalAddr, c.info.RemoteAddr = nc.LocalAddr(), nc.RemoteAddr()
-	c.hold.evict = func() { c.nc.Close() }
+	c.hold.owner = c
 	t.mu.Lock()
 	if srv.forcedNow() {
 		t.mu.Unlock()
@@ -243,6 +243,9 @@ func (c *stdConn) loop() {
 		c.enter(phaseIdle)
 	}
 }
+
+// evict closes c for the inbound budget. Any goroutine.
+func (c *stdConn) evict() { c.nc.Close() }
 
 // answerTimedOut writes the timeout's answer for a handler still running
 // on the connection's goroutine, then serves the connection on a new
