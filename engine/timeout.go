@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,17 +24,20 @@ import (
 const (
 	timedRunning int32 = iota + 1 // the handler runs
 	timedDone                     // the handler returned in time
-	timedOut                      // the deadline passed first
+	timedFiring                   // the timer is deciding (briefly)
+	timedOut                      // the deadline passed first: the timer answers
 )
 
-// timedState is the part of an exchange that times its handler.
+// timedState is the part of an exchange that times its handler. The
+// goroutine running the handler owns it, except state and fired, which
+// the timer's goroutine also changes.
 type timedState struct {
-	state atomic.Int32
-	ctx   reqContext
-	timer *time.Timer // made on first use, then Reset per request
-	// answering is held while the timer answers for the handler, so that
-	// the connection's next answer cannot overtake it.
-	answering sync.WaitGroup
+	state   atomic.Int32
+	fired   atomic.Int64 // timer callbacks that have made their decision
+	expect  int64        // callbacks known to have fired (runTimed only)
+	canWait bool         // the handler runs where the timer may answer for it; set before arming
+	ctx     reqContext
+	timer   *time.Timer // made on first use, then Reset per request
 }
 
 // runTimed runs e under timeout d on the calling goroutine. It returns the
@@ -42,6 +46,7 @@ type timedState struct {
 // with the request: the exchange and its bytes belong to the handler).
 func (s *session) runTimed(x *exchange, e entry, req *Request, d time.Duration) (r result, abandoned bool) {
 	ts := &x.timed
+	ts.canWait = x.canWait
 	ts.ctx.reset(&s.ctx, time.Now().Add(d))
 	ts.state.Store(timedRunning)
 	if ts.timer == nil {
@@ -50,15 +55,23 @@ func (s *session) runTimed(x *exchange, e entry, req *Request, d time.Duration) 
 		ts.timer.Reset(d)
 	}
 	st, p := s.call(&ts.ctx, e, req)
-	ts.timer.Stop()
-	if !ts.state.CompareAndSwap(timedRunning, timedDone) {
+	if !ts.timer.Stop() {
+		// The callback has run or is running: wait for its decision, so
+		// that it can never act on the exchange's next request.
+		ts.expect++
+		for ts.fired.Load() < ts.expect {
+			runtime.Gosched()
+		}
+	}
+	if ts.state.Load() == timedOut {
 		// The timer answered for us: we were abandoned.
 		s.srv.abandon(-1)
 		return result{answered: true}, true
 	}
+	ts.state.Store(timedDone)
 	ts.ctx.detach()
-	if !x.canWait && time.Now().After(ts.ctx.deadline) {
-		// An inline handler that overran: answered as timed out.
+	if !ts.canWait && time.Now().After(ts.ctx.deadline) {
+		// A handler on the event loop that overran: answered as timed out.
 		s.srv.logRated("timeout", slog.LevelWarn, "petrel: handler overran its timeout", "request", e.name, "conn", s.info.ID, "timeout", d)
 		return s.timeoutResult(), false
 	}
@@ -68,19 +81,26 @@ func (s *session) runTimed(x *exchange, e entry, req *Request, d time.Duration) 
 // expire runs on the timer's goroutine at the deadline.
 func (s *session) expire(x *exchange) {
 	ts := &x.timed
-	if !x.canWait {
-		ts.ctx.expire() // on a loop: decided when the handler returns
+	if !ts.state.CompareAndSwap(timedRunning, timedFiring) {
+		ts.fired.Add(1) // the handler returned first
 		return
 	}
-	ts.answering.Add(1)
-	defer ts.answering.Done()
+	if !ts.canWait {
+		// On a loop: only the context ends; decided when the handler
+		// returns.
+		ts.ctx.expire()
+		ts.state.Store(timedRunning)
+		ts.fired.Add(1)
+		return
+	}
 	// Decide first, then cancel: a handler woken by the cancellation must
 	// find itself abandoned, not race the timer to answer.
-	if !ts.state.CompareAndSwap(timedRunning, timedOut) {
-		return
-	}
-	ts.ctx.expire()
 	s.srv.abandon(1)
+	ts.state.Store(timedOut)
+	ts.ctx.expire()
+	ts.fired.Add(1)
+	// The exchange now belongs to the abandoned handler: nothing reuses
+	// it while we answer for it.
 	s.srv.logRated("timeout", slog.LevelWarn, "petrel: handler timed out; answered for it", "conn", s.info.ID)
 	r := s.timeoutResult()
 	r.abandoned = true
