@@ -245,12 +245,6 @@ func (s *session) logPanic(e entry, v any) {
 	srv.log.Error("petrel: handler panicked", args...)
 }
 
-func (s *session) logTimeout(e entry, to time.Duration) {
-	if s.srv.logOn(slog.LevelWarn) {
-		s.srv.logRated("timeout", slog.LevelWarn, "petrel: handler timed out", "request", e.name, "conn", s.info.ID, "timeout", to)
-	}
-}
-
 // maxAnswerPayload is the longest payload a frame's length field holds.
 const maxAnswerPayload = 0xFFFFFFFF
 

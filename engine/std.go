@@ -111,9 +111,8 @@ type stdConn struct {
 
 	curLen int // bytes of the frame being answered
 
-	buf    []byte // read buffer; frames are decoded in place
-	out    []byte // small answers are assembled here
-	vecArr [4][]byte
+	buf []byte // read buffer; frames are decoded in place
+	out []byte // small answers are assembled here
 
 	// The watcher: while a handler that asked for ctx.Done runs, a
 	// goroutine reads the socket so that the peer going away cancels the
