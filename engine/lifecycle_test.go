@@ -480,3 +480,24 @@ func TestHandlerTimeoutInline(t *testing.T) {
 	c.expect("deadline", nil, codec.StatusHandlerError, []byte("handler timeout"))
 	c.expect("quick", nil, codec.StatusOK, []byte("quick"))
 }
+
+// #18: a NonBlocking handler runs on the event loop of a pool server: with
+// every worker blocked, it still answers at once.
+func TestNonBlockingOnPoolServer(t *testing.T) {
+	e := env{variants[0], "tcp"}
+	release := make(chan struct{})
+	started := make(chan struct{}, 8)
+	handlers := testHandlers()
+	handlers["hold"] = func(context.Context, *engine.Request) (uint16, []byte, error) {
+		started <- struct{}{}
+		<-release
+		return 200, nil, nil
+	}
+	srv := e.listen(t, engine.Config{Workers: 1, QueueTimeout: 100 * time.Millisecond, Handlers: handlers,
+		HandlerOptions: map[string]engine.HandlerOptions{"name": {NonBlocking: true}}})
+	t.Cleanup(func() { close(release) })
+	dial(t, srv).send("hold", nil)
+	testnet.RecvOrFail(t, started, ioTimeout, "the only worker to be taken")
+	c := dial(t, srv)
+	c.expect("name", nil, codec.StatusOK, []byte("name")) // on the loop
+}
