@@ -31,6 +31,8 @@ const childModeEnv = "PETREL_TEST_CHILD"
 // status.
 func runChildMode(mode string) int {
 	switch mode {
+	case "signal":
+		return signalChild()
 	case "emfile":
 		return emfileChild()
 	case "signal2":

@@ -8,9 +8,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(signalChildEnv) != "" {
-		os.Exit(signalChild())
-	}
 	if mode := os.Getenv(childModeEnv); mode != "" {
 		os.Exit(runChildMode(mode))
 	}

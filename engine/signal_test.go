@@ -1,14 +1,13 @@
+//go:build unix
+
 package engine_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,9 +17,6 @@ import (
 	"github.com/petrel-rpc/petrel/engine"
 	"github.com/petrel-rpc/petrel/internal/testnet"
 )
-
-// signalChildEnv switches the test binary into signalChild (see TestMain).
-const signalChildEnv = "PETREL_SIGNAL_CHILD"
 
 // signalChild runs in a subprocess: one server per engine variant, signals
 // handled. It prints "addr NAME ADDR" per server, "started" when a slow
@@ -81,33 +77,7 @@ func signalChild() int {
 // SIGTERM shuts every server in the process down gracefully: a request in
 // flight is answered, and Err reports ErrSignal.
 func TestSignal(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), signalChildEnv+"=1")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := false
-	t.Cleanup(func() {
-		if !exited {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-	lines := make(chan string, 32)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		io.Copy(io.Discard, stdout)
-	}()
+	cmd, _, lines, stderr := child(t, "signal")
 	next := func() string {
 		t.Helper()
 		l, ok := recvOrFailOK(t, lines, ioTimeout, "child output")
@@ -160,9 +130,7 @@ func TestSignal(t *testing.T) {
 			t.Errorf("child said %q", l)
 		}
 	}
-	err = cmd.Wait()
-	exited = true
-	if err != nil {
+	if err := cmd.Wait(); err != nil {
 		t.Fatalf("child: %v; stderr: %s", err, stderr.String())
 	}
 }
