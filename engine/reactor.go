@@ -609,7 +609,7 @@ func (rc *rconn) check() (act gnet.Action, stop bool) {
 	if rc.hold.evicted.Load() {
 		return gnet.Close, true
 	}
-	now := time.Now().UnixNano()
+	now := rc.t.wheel.now.Load() // the wheel's clock: no system call per event
 	p := rc.lc.phase()
 	if p == phaseWriting {
 		ob := rc.gc.OutboundBuffered()
@@ -886,9 +886,9 @@ func (rc *rconn) handOff(x *exchange, f codec.Frame, pending bool) {
 	x.cur = f
 	rc.x = x
 	rc.lc.enter(phaseDispatched, rc.t.wheel.now.Load())
-	rc.wmu.Lock()
+	// No lock: OnClose, which reads it, runs on this same loop goroutine,
+	// and the worker that clears it (under wmu) starts after this.
 	rc.unanswered = true
-	rc.wmu.Unlock()
 	if pending {
 		rc.state.Store(stateBusyPending)
 	} else {
