@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -37,35 +36,7 @@ type child struct {
 // startChild starts the server role with args and waits for its
 // "listening on" line.
 func startChild(ctx context.Context, command func(args []string) *exec.Cmd, system string, args []string) (*child, error) {
-	cmd := command(args)
-	c := &child{system: system, cmd: cmd, stderr: &tailBuffer{max: 4096}, lines: make(chan string, 4)}
-	cmd.Stderr = c.stderr
-	var err error
-	if c.stdin, err = cmd.StdinPipe(); err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("bench: starting server %s: %w", system, err)
-	}
-	go func() {
-		defer close(c.lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			c.lines <- sc.Text()
-		}
-		io.Copy(io.Discard, stdout)
-	}()
-	line, err := c.expect(ctx, "listening on ")
-	if err != nil {
-		c.stop()
-		return nil, err
-	}
-	c.addr = line
-	return c, nil
+	return startProc(ctx, command, system, args, "listening on ", 20*time.Second)
 }
 
 // expect returns the rest of the next stdout line that starts with prefix,
