@@ -125,16 +125,16 @@ func (a *acceptor) loop() {
 }
 
 // connOpened counts a connection that an engine has taken.
-func (s *Server) connOpened(info *ConnInfo) {
+func (s *Server) connOpened(c *session) {
 	s.stats.open.Add(1)
 	s.stats.total.Add(1)
-	s.log.Debug("petrel: client connected", "conn", info.ID, "remote", info.RemoteAddr, "status", int(codec.StatusConnected))
+	s.log.Debug("petrel: client connected", "conn", c.id, "remote", c.remote, "status", int(codec.StatusConnected))
 }
 
 // connClosed counts a connection's end and gives back its slot.
-func (s *Server) connClosed(info *ConnInfo, err error) {
+func (s *Server) connClosed(c *session, err error) {
 	s.acc.release()
 	s.stats.open.Add(-1)
-	s.log.Debug("petrel: client disconnected", "conn", info.ID, "status", int(codec.StatusDisconnected), "err", err)
+	s.log.Debug("petrel: client disconnected", "conn", c.id, "status", int(codec.StatusDisconnected), "err", err)
 	s.signalClosed()
 }

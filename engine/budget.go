@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,9 +16,9 @@ type budget struct {
 	limit int64
 	used  atomic.Int64
 
-	mu   sync.Mutex            // guards big, each big holder's n, and room
-	big  map[*holding]struct{} // holders of more than bigHolding bytes
-	room chan struct{}         // closed when bytes are given back; std connections wait on it
+	mu   sync.Mutex           // guards big, each big holder's n, and room
+	big  map[*holding]evictor // holders of more than bigHolding bytes, with their connections
+	room chan struct{}        // closed when bytes are given back; std connections wait on it
 }
 
 // bigHolding is the holding above which a connection is tracked as a
@@ -27,36 +28,42 @@ const bigHolding = 64 << 10
 // evictor is a connection the budget can close (any goroutine).
 type evictor interface{ evict() }
 
-// holding is one connection's share of the budget. n is changed only by
-// the connection's owner through budget.set (and by evict).
+// holding is one connection's share of the budget: the bytes it holds,
+// or evictedMark once the budget has closed it (set then gives nothing
+// back). n is changed only by the connection's owner through budget.set,
+// and by evictLargest. It is one word: every idle connection has one.
 type holding struct {
-	n       int64
-	evicted atomic.Bool // evict took it away; set gives nothing back
-	owner   evictor     // closes the connection (any goroutine)
+	n int64
 }
+
+// evictedMark is a holding's n once the budget has closed its connection.
+const evictedMark = math.MinInt64
+
+// evicted reports whether the budget closed the holding's connection.
+func (h *holding) evicted() bool { return atomic.LoadInt64(&h.n) == evictedMark }
 
 func newBudget(limit int64) *budget {
-	return &budget{limit: limit, big: map[*holding]struct{}{}, room: make(chan struct{})}
+	return &budget{limit: limit, big: map[*holding]evictor{}, room: make(chan struct{})}
 }
 
-// set makes h hold n bytes and reports whether the budget is now
-// exceeded.
-func (b *budget) set(h *holding, n int64) (over bool) {
+// set makes h, the holding of the connection owner, hold n bytes and
+// reports whether the budget is now exceeded.
+func (b *budget) set(h *holding, n int64, owner evictor) (over bool) {
 	old := atomic.LoadInt64(&h.n)
+	if old == evictedMark {
+		return false
+	}
 	if n == old {
 		return b.used.Load() > b.limit
 	}
-	if h.evicted.Load() {
-		return false
-	}
 	if old > bigHolding || n > bigHolding {
 		b.mu.Lock()
-		if h.evicted.Load() {
+		if h.evicted() {
 			b.mu.Unlock()
 			return false
 		}
 		if n > bigHolding {
-			b.big[h] = struct{}{}
+			b.big[h] = owner
 		} else {
 			delete(b.big, h)
 		}
@@ -85,31 +92,32 @@ func (b *budget) wakeLocked() {
 
 // evictLargest closes the connections holding the most until the budget
 // is back under its limit, and returns how many it closed. When no large
-// holder is left, self (the connection that just grew) goes.
-func (b *budget) evictLargest(self *holding) int {
+// holder is left, self (the holding of selfOwner, the connection that just
+// grew) goes.
+func (b *budget) evictLargest(self *holding, selfOwner evictor) int {
 	closed := 0
 	for b.used.Load() > b.limit {
 		b.mu.Lock()
 		var top *holding
-		for h := range b.big {
+		var owner evictor
+		for h, o := range b.big {
 			if top == nil || atomic.LoadInt64(&h.n) > atomic.LoadInt64(&top.n) {
-				top = h
+				top, owner = h, o
 			}
 		}
 		if top == nil {
-			top = self
+			top, owner = self, selfOwner
 		}
-		if top == nil || top.evicted.Load() {
+		if top == nil || top.evicted() {
 			b.mu.Unlock()
 			return closed
 		}
 		delete(b.big, top)
-		top.evicted.Store(true)
 		b.used.Add(-atomic.LoadInt64(&top.n))
-		atomic.StoreInt64(&top.n, 0)
+		atomic.StoreInt64(&top.n, evictedMark)
 		b.wakeLocked()
 		b.mu.Unlock()
-		top.owner.evict()
+		owner.evict()
 		closed++
 		if top == self {
 			return closed

@@ -12,13 +12,13 @@ import (
 type connContext struct {
 	mu   sync.Mutex    // guards the fields below
 	done chan struct{} // made on first Done call
-	err  error         // set once by cancel
 
 	// watch, when set, is called (with mu held) the first time Done is
 	// called while a request is armed: the std engine then starts
 	// watching the socket for the peer going away, which it cannot see
 	// while its goroutine runs the handler. Set once before use.
 	watch    func()
+	canceled bool        // set once by cancel: Err is context.Canceled
 	armed    bool        // a handler may run; watch not yet called for it
 	watching bool        // watch was called since the last arm
 	child    *reqContext // the timed request running, cancelled with c
@@ -39,12 +39,12 @@ func (c *connContext) Value(any) any               { return nil }
 func (c *connContext) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.armed && c.err == nil && c.watch != nil {
+	if c.armed && !c.canceled && c.watch != nil {
 		c.armed, c.watching = false, true
 		c.watch()
 	}
 	if c.done == nil {
-		if c.err != nil {
+		if c.canceled {
 			return closedChan
 		}
 		c.done = make(chan struct{})
@@ -72,17 +72,20 @@ func (c *connContext) disarm() bool {
 func (c *connContext) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.err
+	if c.canceled {
+		return context.Canceled
+	}
+	return nil
 }
 
 // cancel marks the context done; later calls do nothing.
 func (c *connContext) cancel() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.err != nil {
+	if c.canceled {
 		return
 	}
-	c.err = context.Canceled
+	c.canceled = true
 	if c.done != nil {
 		close(c.done)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"runtime/debug"
 	"time"
 
@@ -29,20 +30,28 @@ var (
 // hand the connection from goroutine to goroutine with a synchronising
 // operation), so they need no lock.
 type session struct {
-	srv  *Server
-	info ConnInfo
-	ctx  connContext
+	srv    *Server
+	id     uint64   // ConnInfo.ID
+	remote net.Addr // the peer's address, set before the connection is served
+	ctx    connContext
 
 	fmac    *codec.FrameMAC // version 1, keyed: the session key's MAC; nil otherwise
 	seq     uint32          // version 1: the seq of the last request accepted
 	seqDone bool            // version 1: seq 2^32−1 was accepted; nothing more is
-	ver     uint8           // the negotiated protocol version (also in info.Version)
+	ver     uint8           // the negotiated protocol version (ConnInfo.Version)
 	sess    uint8           // sessNew, sessV0, sessV1 or sessClosed
 }
 
 func (s *session) init(srv *Server) {
 	s.srv = srv
-	s.info.ID = srv.nextID.Add(1)
+	s.id = srv.nextID.Add(1)
+}
+
+// conn completes x.info, whose LocalAddr, TLS and PeerCred the transport
+// has set, for a handler of this session, and returns it.
+func (s *session) conn(x *exchange) *ConnInfo {
+	x.info.ID, x.info.RemoteAddr, x.info.Version = s.id, s.remote, s.ver
+	return &x.info
 }
 
 // exchange is the scratch state of one request: the Request handed to the
@@ -51,6 +60,7 @@ func (s *session) init(srv *Server) {
 // from a pool per request, so idle connections do not hold one.
 type exchange struct {
 	req  Request
+	info ConnInfo // req.Conn: built per request, so a connection holds only what ConnInfo is made from
 	bufs codec.Buffers
 	mac  *codec.MAC // version-0 MAC; nil without HMAC
 
@@ -89,6 +99,7 @@ func (s *Server) getExchange() *exchange { return s.exchanges.Get().(*exchange) 
 // putExchange returns x to the pool.
 func (s *Server) putExchange(x *exchange) {
 	x.req = Request{}
+	x.info = ConnInfo{}
 	x.rc = nil
 	x.cur = codec.Frame{}
 	x.res = result{}
@@ -170,7 +181,7 @@ func (s *session) dispatch(x *exchange, f codec.Frame) result {
 		// context, and one that returns late is answered timed out.
 		return s.finish(e, s.dispatchTimeout(x, e, f, to))
 	}
-	x.req = Request{Name: e.name, Seq: f.Seq, Payload: f.Payload, Conn: &s.info}
+	x.req = Request{Name: e.name, Seq: f.Seq, Payload: f.Payload, Conn: s.conn(x)}
 	st, p := s.call(&s.ctx, e, &x.req)
 	x.req = Request{}
 	return s.finish(e, result{status: st, payload: p})
@@ -185,7 +196,7 @@ func (s *session) finish(e entry, r result) result {
 		return r // the handler's timeout answered for it
 	}
 	if uint64(len(r.payload)) > maxAnswerPayload {
-		s.srv.log.Error("petrel: answer payload over 4 GiB", "request", e.name, "conn", s.info.ID,
+		s.srv.log.Error("petrel: answer payload over 4 GiB", "request", e.name, "conn", s.id,
 			"status", int(codec.StatusInternalError), "len", uint64(len(r.payload)))
 		return result{status: codec.StatusInternalError, closes: true, abandoned: r.abandoned}
 	}
@@ -210,7 +221,7 @@ func (s *session) call(ctx context.Context, e entry, req *Request) (st codec.Sta
 	code, payload, err := e.h(ctx, req)
 	if err != nil {
 		if s.srv.logOn(slog.LevelError) {
-			s.srv.logRated(e.errorKey, slog.LevelError, "petrel: handler error", "request", e.name, "conn", s.info.ID, "err", err)
+			s.srv.logRated(e.errorKey, slog.LevelError, "petrel: handler error", "request", e.name, "conn", s.id, "err", err)
 		}
 		if payload == nil {
 			payload = reasonHandlerError
@@ -235,7 +246,7 @@ func (s *session) logPanic(e entry, v any) {
 		return
 	}
 	args := make([]any, 0, 10)
-	args = append(args, "request", e.name, "conn", s.info.ID, "panic", fmt.Sprint(v))
+	args = append(args, "request", e.name, "conn", s.id, "panic", fmt.Sprint(v))
 	if first {
 		args = append(args, "stack", string(debug.Stack()))
 	}
@@ -253,7 +264,7 @@ const maxAnswerPayload = 0xFFFFFFFF
 // which is then abandoned (it keeps its Request and the frame's bytes,
 // counted in Stats.Abandoned until it returns).
 func (s *session) dispatchTimeout(x *exchange, e entry, f codec.Frame, to time.Duration) result {
-	x.req = Request{Name: e.name, Seq: f.Seq, Payload: f.Payload, Conn: &s.info}
+	x.req = Request{Name: e.name, Seq: f.Seq, Payload: f.Payload, Conn: s.conn(x)}
 	r, abandoned := s.runTimed(x, e, &x.req, to)
 	if !abandoned {
 		x.req = Request{}
@@ -300,8 +311,8 @@ func (s *session) refusal(x *exchange, buffered []byte, err error) [][]byte {
 		req = buffered[codec.HeaderLen:end:end]
 	}
 	if s.srv.logOn(st.Level()) {
-		s.srv.logRated("refusal", st.Level(), "petrel: frame refused", "conn", s.info.ID,
-			"remote", s.info.RemoteAddr, "status", int(st), "err", err)
+		s.srv.logRated("refusal", st.Level(), "petrel: frame refused", "conn", s.id,
+			"remote", s.remote, "status", int(st), "err", err)
 	}
 	var reason []byte
 	var le *codec.LimitError
@@ -312,7 +323,7 @@ func (s *session) refusal(x *exchange, buffered []byte, err error) [][]byte {
 	}
 	s.sess = sessClosed
 	v, _ := s.encode(x, codec.Frame{Status: st, Seq: h.Seq, Request: req, Payload: reason}, false)
-	s.srv.stats.answered(s.info.ID, st, len(buffered), vecLen(v))
+	s.srv.stats.answered(s.id, st, len(buffered), vecLen(v))
 	return v
 }
 

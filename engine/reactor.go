@@ -69,8 +69,10 @@ type reactorTransport struct {
 	gate    sync.RWMutex
 	stopped bool
 
+	unixLocal atomic.Pointer[net.UnixAddr] // the local address of Unix connections (gnet renames theirs)
+
 	orphanMu sync.Mutex          // guards orphans
-	orphans  map[*rconn]struct{} // half-closed connections still answering
+	orphans  map[*rconn]net.Conn // half-closed connections still answering, with the duplicate descriptor each answers on
 	orphanWG sync.WaitGroup
 
 	closeOnce sync.Once
@@ -99,8 +101,9 @@ func newReactorTransport(srv *Server) (*reactorTransport, error) {
 		to:       cfg.timeouts(),
 		hsByAddr: map[string]int{},
 		hsWait:   map[string][]*rconn{},
-		orphans:  map[*rconn]struct{}{},
+		orphans:  map[*rconn]net.Conn{},
 	}
+	srv.rt = t
 	t.afterWriteFn = t.afterAsyncWrite
 	largest := codec.Header{RequestLen: codec.MaxRequestLen, PayloadLen: cfg.largestPayload()}.FrameLen(true)
 	t.backlogLimit = largest + 64<<10
@@ -186,20 +189,19 @@ func (t *reactorTransport) open(nc net.Conn) bool {
 		srv.logRated("accept", slog.LevelError, "petrel: the reactor engine serves TCP and Unix sockets only; closing", "type", fmt.Sprintf("%T", nc))
 		return false
 	}
-	rc := &rconn{t: t}
+	rc := &rconn{}
 	rc.init(srv)
-	rc.info.RemoteAddr = nc.RemoteAddr()
-	switch la := nc.LocalAddr().(type) {
-	case *net.UnixAddr:
-		// gnet renames the original's address when it enrolls it.
-		rc.info.LocalAddr = &net.UnixAddr{Name: la.Name, Net: la.Net}
-		if uc, ok := nc.(*net.UnixConn); ok {
-			rc.info.PeerCred = peerCredOf(uc)
+	rc.remote = nc.RemoteAddr()
+	if uc, ok := nc.(*net.UnixConn); ok {
+		// gnet renames the original's address when it enrolls it: keep
+		// a copy, one for every connection of the listener.
+		if la, ok := uc.LocalAddr().(*net.UnixAddr); ok {
+			if cur := t.unixLocal.Load(); cur == nil || cur.Name != la.Name || cur.Net != la.Net {
+				t.unixLocal.Store(&net.UnixAddr{Name: la.Name, Net: la.Net})
+			}
 		}
-	default:
-		rc.info.LocalAddr = la
+		rc.peerCred = peerCredOf(uc)
 	}
-	rc.hold.owner = rc
 	// Enrolling waits for the loop to open the socket: do it off the
 	// acceptor, so that a loop blocked by an inline handler stalls only
 	// its own new connections.
@@ -240,7 +242,6 @@ func (t *reactorTransport) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	rc.gc = c
-	rc.fd = c.Fd()
 	now := t.wheel.now.Load()
 	if t.srv.cfg.TLS != nil {
 		t.openTLS(rc)
@@ -248,7 +249,7 @@ func (t *reactorTransport) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	} else {
 		rc.lc.enter(phaseIdle, now)
 	}
-	t.srv.connOpened(&rc.info)
+	t.srv.connOpened(&rc.session)
 	t.wheel.add(rc)
 	if t.srv.closed.Load() {
 		return nil, gnet.Close
@@ -270,16 +271,16 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 	if rc.unanswered && !t.srv.halt.Load() && errors.Is(err, io.EOF) {
 		// The peer shut down its write side (legal TCP half-close): it
 		// may still read its answer.
-		rc.orphan = dupConn(rc.fd)
+		if nc := dupConn(c.Fd()); nc != nil {
+			rc.orphaned = true
+			t.orphanMu.Lock()
+			t.orphans[rc] = nc
+			t.orphanWG.Add(1)
+			t.orphanMu.Unlock()
+		}
 	}
 	rc.gone.Store(true) // under wmu: no direct write can follow
-	orphan := rc.orphan != nil
-	if orphan {
-		t.orphanMu.Lock()
-		t.orphans[rc] = struct{}{}
-		t.orphanWG.Add(1)
-		t.orphanMu.Unlock()
-	}
+	orphan := rc.orphaned
 	rc.wmu.Unlock()
 	if rc.tls != nil {
 		rc.closeTLS()
@@ -288,7 +289,7 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 		bytebufferpool.Put(rc.in)
 		rc.in = nil
 	}
-	t.srv.budget.set(&rc.hold, 0)
+	t.srv.budget.set(&rc.hold, 0, rc)
 	// The handler's context ends with the connection (as net/http's does
 	// when its client goes away), also on a half-close: its answer, if
 	// any, still goes out on the duplicate.
@@ -298,8 +299,37 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	rc.lc.enter(phaseClosed, 0)
-	t.srv.connClosed(&rc.info, err)
+	t.srv.connClosed(&rc.session, err)
 	return gnet.None
+}
+
+// orphan returns the duplicate descriptor a half-closed connection
+// answers on. Worker goroutine.
+func (t *reactorTransport) orphan(rc *rconn) net.Conn {
+	t.orphanMu.Lock()
+	defer t.orphanMu.Unlock()
+	return t.orphans[rc]
+}
+
+// localAddr is rc's local address. Loop goroutine (gnet clears its own
+// when it releases a connection).
+func (rc *rconn) localAddr() net.Addr {
+	la := rc.gc.LocalAddr()
+	if _, ok := la.(*net.UnixAddr); ok {
+		if ua := rc.srv.rt.unixLocal.Load(); ua != nil {
+			return ua
+		}
+	}
+	return la
+}
+
+// describe sets what of x's ConnInfo the session does not know. Loop
+// goroutine, when a request is handed on.
+func (rc *rconn) describe(x *exchange) {
+	x.info.LocalAddr, x.info.PeerCred = rc.localAddr(), rc.peerCred
+	if rc.tls != nil {
+		x.info.TLS = rc.tls.state
+	}
 }
 
 // dupConn duplicates fd as a net.Conn for a worker to finish an answer on,
@@ -321,8 +351,8 @@ func dupConn(fd int) net.Conn {
 // finishOrphan writes the answer of a half-closed connection on its
 // duplicate descriptor, then ends the connection. Worker goroutine.
 func (rc *rconn) finishOrphan(v [][]byte) {
-	t := rc.t
-	nc := rc.orphan
+	t := rc.srv.rt
+	nc := t.orphan(rc)
 	if v != nil && !t.srv.forcedNow() {
 		for _, b := range v {
 			for len(b) > 0 {
@@ -347,7 +377,7 @@ func (rc *rconn) finishOrphan(v [][]byte) {
 	delete(t.orphans, rc)
 	t.orphanMu.Unlock()
 	rc.lc.enter(phaseClosed, 0)
-	t.srv.connClosed(&rc.info, nil)
+	t.srv.connClosed(&rc.session, nil)
 	t.orphanWG.Done()
 }
 
@@ -389,7 +419,7 @@ func (t *reactorTransport) OnTraffic(c gnet.Conn) gnet.Action {
 		if ib := c.InboundBuffered(); ib > pipelineSlack {
 			if limit := rc.backlogAllowance(ib); ib > limit {
 				t.srv.stats.evicted.Add(1)
-				t.srv.logRated("refusal", slog.LevelWarn, "petrel: pipelined backlog over the limit; closing", "conn", rc.info.ID,
+				t.srv.logRated("refusal", slog.LevelWarn, "petrel: pipelined backlog over the limit; closing", "conn", rc.id,
 					"backlog", ib, "limit", limit)
 				return gnet.Close
 			}
@@ -412,8 +442,8 @@ func (t *reactorTransport) close(bound time.Duration) error {
 	t.closeOnce.Do(func() {
 		deadline := time.Now().Add(bound)
 		t.orphanMu.Lock()
-		for rc := range t.orphans {
-			rc.orphan.Close()
+		for rc, nc := range t.orphans {
+			nc.Close()
 			rc.ctx.cancel()
 		}
 		t.orphanMu.Unlock()
@@ -535,38 +565,39 @@ func (t *reactorTransport) expireQueued(now int64) {
 // only reads state. OnClose sets gone under wmu, which a worker holds for
 // the duration of a direct write to fd. An idle connection holds no buffer
 // and no exchange: only this struct and gnet's.
+//
+// Every idle connection has one, so it is kept to 192 bytes (a size class;
+// pinned by TestRconnSize): what a handler's ConnInfo is made from is read
+// from gnet's connection when a request is handed on, a half-closed
+// connection's duplicate descriptor lives in the transport's orphans, and
+// the flags share a word.
 type rconn struct {
 	session
 	lc   lifecycle
 	hold holding
-	t    *reactorTransport
-	gc   gnet.Conn
-	fd   int
+	gc   gnet.Conn // its Fd is the socket: constant until gnet releases the conn
 
-	state atomic.Int32
-	gone  atomic.Bool // closed (set under wmu); the wheel drops it
+	in       *bytebufferpool.ByteBuffer // frame bytes owned by this conn: accumulating while idle, or in flight
+	x        *exchange                  // the request in flight, nil when idle
+	progress int                        // loop only: writing, the unsent answer bytes at the last look; lingering, the bytes discarded
+	tls      *rtls                      // nil without TLS
+	peerCred *PeerCred                  // ConnInfo.PeerCred on a Unix socket
 
-	wmu        sync.Mutex // guards flushing, outPending, orphan and the setting of gone; held during a direct write
-	flushing   bool       // TLS: the loop is writing queued ciphertext
-	outPending bool       // TLS: gnet still held unsent ciphertext at the last flush
-	orphan     net.Conn   // after a half-close: a duplicate descriptor to answer on
-	unanswered bool       // a worker owns a request whose answer it has not yet written
+	wmu sync.Mutex // guards orphaned, rtls's flushing and outPending, and the setting of gone; held during a direct write
 
-	in         *bytebufferpool.ByteBuffer // frame bytes owned by this conn (partial or in flight)
-	want       int                        // total length of the frame accumulating in in, 0 if none
-	x          *exchange                  // the request in flight, nil when idle
-	direct     bool                       // the worker may write to fd itself
-	lastOut    int                        // unsent answer bytes at the last look (phase writing; loop only)
-	linger     int                        // bytes discarded while lingering (loop only)
-	closeAfter bool                       // close (lingering) once the answer is fully sent (loop only)
-	tls        *rtls                      // nil without TLS
+	state      atomic.Int32
+	gone       atomic.Bool // closed (set under wmu); the wheel drops it
+	orphaned   bool        // after a half-close: the transport's orphans hold a duplicate descriptor to answer on
+	unanswered bool        // a worker owns a request whose answer it has not yet written
+	direct     bool        // the worker may write to the socket itself
+	closeAfter bool        // close (lingering) once the answer is fully sent (loop only)
 }
 
 // dueAt is when rc's lifecycle deadline passes (see also wheel.advance,
 // which wakes a connection sending an answer at every tick).
 func (rc *rconn) dueAt(now int64) int64 {
 	p := rc.lc.phase()
-	dl := rc.t.to.deadline(p, rc.lc.since.Load())
+	dl := rc.srv.rt.to.deadline(p, rc.lc.since.Load())
 	if p == phaseHandshake && rc.tls != nil && !rc.tls.hello.Load() {
 		dl = min(dl, rc.lc.since.Load()+int64(handshakeSilence))
 	}
@@ -585,7 +616,7 @@ const handshakeSilence = 2 * time.Second
 // evict closes rc for the inbound budget. Any goroutine.
 func (rc *rconn) evict() {
 	rc.srv.stats.evicted.Add(1)
-	rc.t.call(func() { rc.gc.Close() })
+	rc.srv.rt.call(func() { rc.gc.Close() })
 }
 
 // charge records that rc holds n inbound bytes; when that takes the server
@@ -593,23 +624,23 @@ func (rc *rconn) evict() {
 // whether rc itself was closed. Loop goroutine.
 func (rc *rconn) charge(n int64) bool {
 	b := rc.srv.budget
-	if !b.set(&rc.hold, n) {
+	if !b.set(&rc.hold, n, rc) {
 		return false
 	}
 	rc.srv.logRated("budget", slog.LevelWarn, "petrel: inbound budget exceeded; closing the largest holders",
 		"limit", b.limit, "used", b.used.Load())
-	b.evictLargest(&rc.hold)
-	return rc.hold.evicted.Load()
+	b.evictLargest(&rc.hold, rc)
+	return rc.hold.evicted()
 }
 
 // check applies the lifecycle on the loop: timeouts, the end of an
 // answer's sending, and the drain rules. It reports stop when OnTraffic
 // must return act at once. Loop goroutine.
 func (rc *rconn) check() (act gnet.Action, stop bool) {
-	if rc.hold.evicted.Load() {
+	if rc.hold.evicted() {
 		return gnet.Close, true
 	}
-	now := rc.t.wheel.now.Load() // the wheel's clock: no system call per event
+	now := rc.srv.rt.wheel.now.Load() // the wheel's clock: no system call per event
 	p := rc.lc.phase()
 	if p == phaseWriting {
 		ob := rc.gc.OutboundBuffered()
@@ -618,7 +649,7 @@ func (rc *rconn) check() (act gnet.Action, stop bool) {
 		}
 		// Progress counts what the kernel still holds too: a big send
 		// buffer drains without gnet writing anything.
-		unsent := ob + unsentBytes(rc.fd)
+		unsent := ob + unsentBytes(rc.gc.Fd())
 		switch {
 		case unsent == 0:
 			if rc.closeAfter {
@@ -626,17 +657,17 @@ func (rc *rconn) check() (act gnet.Action, stop bool) {
 			}
 			rc.lc.enter(phaseIdle, now)
 			p = phaseIdle
-		case unsent < rc.lastOut:
-			rc.lastOut = unsent
+		case unsent < rc.progress:
+			rc.progress = unsent
 			rc.lc.progress(now)
 		default:
-			rc.lastOut = unsent
+			rc.progress = unsent
 		}
 	}
 	if rc.dueAt(now) <= now {
 		rc.srv.stats.timedOut.Add(1)
-		rc.srv.logRated("timeout", slog.LevelInfo, "petrel: connection timed out", "conn", rc.info.ID,
-			"remote", rc.info.RemoteAddr, "phase", p.String())
+		rc.srv.logRated("timeout", slog.LevelInfo, "petrel: connection timed out", "conn", rc.id,
+			"remote", rc.remote, "phase", p.String())
 		if p == phaseWriting {
 			// A torn answer must not look like a clean close: reset.
 			_ = rc.gc.SetLinger(0)
@@ -656,7 +687,8 @@ func (rc *rconn) check() (act gnet.Action, stop bool) {
 // and discards input for a while before the close. Loop goroutine.
 func (rc *rconn) startLinger(now int64) gnet.Action {
 	rc.closeAfter = false
-	if unix.Shutdown(rc.fd, unix.SHUT_WR) != nil {
+	rc.progress = 0
+	if unix.Shutdown(rc.gc.Fd(), unix.SHUT_WR) != nil {
 		return gnet.Close
 	}
 	rc.lc.enter(phaseLingering, now)
@@ -667,7 +699,7 @@ func (rc *rconn) startLinger(now int64) gnet.Action {
 func (rc *rconn) discardLinger() gnet.Action {
 	n := rc.gc.InboundBuffered()
 	rc.gc.Discard(n)
-	if rc.linger += n; rc.linger >= lingerBytes {
+	if rc.progress += n; rc.progress >= lingerBytes {
 		return gnet.Close
 	}
 	return gnet.None
@@ -692,30 +724,45 @@ func (rc *rconn) process() gnet.Action {
 	c := rc.gc
 	for {
 		buf, _ := c.Peek(-1)
-		if rc.want > 0 {
-			// A frame is accumulating in rc.in: copy what arrived.
-			take := min(len(buf), rc.want-len(rc.in.B))
+		if rc.in != nil {
+			// A frame is accumulating in rc.in (its header, parsed
+			// again, says how much is missing): copy what arrived.
+			v, _, _, need, err := rc.next(rc.in.B)
+			if v == vRefuse {
+				// Only a handler registered since the frame began can
+				// change its verdict: refuse it now.
+				x := srv.getExchange()
+				vec := rc.refusal(x, rc.in.B, err)
+				_, werr := c.Writev(vec)
+				srv.putExchange(x)
+				if werr != nil {
+					return gnet.None
+				}
+				bytebufferpool.Put(rc.in)
+				rc.in = nil
+				return rc.sent(true, 0)
+			}
+			take := min(len(buf), need)
 			rc.in.B = append(rc.in.B, buf[:take]...)
 			c.Discard(take)
 			if rc.charge(int64(len(rc.in.B))) {
 				return gnet.Close
 			}
-			if len(rc.in.B) < rc.want {
+			if take < need {
 				return gnet.None
 			}
-			rc.want = 0
 			_, f, _, _, _ := rc.next(rc.in.B)
 			if act, done := rc.serve(f, rc.in.B, true, len(buf) > take); done {
 				return act
 			}
 			continue
 		}
-		v, f, n, need, err := rc.next(buf)
+		v, f, n, _, err := rc.next(buf)
 		switch v {
 		case vEmpty:
 			rc.charge(0)
 			if rc.lc.phase() != phaseIdle {
-				rc.lc.enter(phaseIdle, rc.t.wheel.now.Load())
+				rc.lc.enter(phaseIdle, rc.srv.rt.wheel.now.Load())
 			}
 			if srv.closed.Load() {
 				return gnet.Close
@@ -735,7 +782,7 @@ func (rc *rconn) process() gnet.Action {
 			if rc.lc.phase() != phaseReading {
 				// The read timeout runs from a frame's first byte, not
 				// from each read: a trickling peer cannot extend it.
-				rc.lc.enter(phaseReading, rc.t.wheel.now.Load())
+				rc.lc.enter(phaseReading, rc.srv.rt.wheel.now.Load())
 			}
 			if len(buf) >= codec.HeaderLen && len(buf) >= codec.HeaderLen+int(buf[6]) {
 				// The header and request text are here and the frame is
@@ -744,7 +791,6 @@ func (rc *rconn) process() gnet.Action {
 				// once, not re-assembled per read.
 				rc.in = bytebufferpool.Get()
 				rc.in.B = append(rc.in.B[:0], buf...)
-				rc.want = len(buf) + need
 				c.Discard(len(buf))
 				if rc.charge(int64(len(rc.in.B))) {
 					return gnet.Close
@@ -765,7 +811,7 @@ func (rc *rconn) process() gnet.Action {
 // abandoned), and whether it is non-blocking. Loop goroutine.
 func (rc *rconn) onLoop(f codec.Frame) (onLoop, nonBlocking bool) {
 	nonBlocking = rc.nonBlocking(f.Request)
-	return rc.t.pool == nil || nonBlocking || rc.mustRefuseBusy(), nonBlocking
+	return rc.srv.rt.pool == nil || nonBlocking || rc.mustRefuseBusy(), nonBlocking
 }
 
 // answerOnLoop answers f on the event loop, with exchange x: busy when it
@@ -773,15 +819,16 @@ func (rc *rconn) onLoop(f codec.Frame) (onLoop, nonBlocking bool) {
 // alias x and f. Loop goroutine.
 func (rc *rconn) answerOnLoop(x *exchange, f codec.Frame, nonBlocking bool, n int) (result, [][]byte) {
 	x.canWait = false
-	rc.lc.enter(phaseDispatched, rc.t.wheel.now.Load())
+	rc.describe(x)
+	rc.lc.enter(phaseDispatched, rc.srv.rt.wheel.now.Load())
 	var r result
-	if rc.t.pool != nil && !nonBlocking {
+	if rc.srv.rt.pool != nil && !nonBlocking {
 		r = rc.busyResult()
 	} else {
 		r = rc.dispatch(x, f)
 	}
 	v := rc.frame(x, f, r)
-	rc.srv.stats.answered(rc.info.ID, r.status, n, vecLen(v))
+	rc.srv.stats.answered(rc.id, r.status, n, vecLen(v))
 	return r, v
 }
 
@@ -857,7 +904,7 @@ func (rc *rconn) serve(f codec.Frame, raw []byte, owned, pending bool) (gnet.Act
 // to writing while gnet still holds part of it, else to idle (or, after a
 // closing refusal, to lingering). Loop goroutine.
 func (rc *rconn) sent(closes bool, size int) gnet.Action {
-	now := rc.t.wheel.now.Load()
+	now := rc.srv.rt.wheel.now.Load()
 	rc.closeAfter = closes
 	ob := rc.gc.OutboundBuffered()
 	unsent := ob
@@ -865,10 +912,10 @@ func (rc *rconn) sent(closes bool, size int) gnet.Action {
 		// A large answer may sit in the kernel's send buffer long after
 		// gnet has handed it over: the idle timer waits for it. (Small
 		// ones leave at once; they cost no system call.)
-		unsent += unsentBytes(rc.fd)
+		unsent += unsentBytes(rc.gc.Fd())
 	}
 	if unsent > 0 {
-		rc.lastOut = unsent
+		rc.progress = unsent
 		rc.lc.enter(phaseWriting, now)
 		return gnet.None
 	}
@@ -884,8 +931,9 @@ func (rc *rconn) sent(closes bool, size int) gnet.Action {
 func (rc *rconn) handOff(x *exchange, f codec.Frame, pending bool) {
 	x.rc = rc
 	x.cur = f
+	rc.describe(x)
 	rc.x = x
-	rc.lc.enter(phaseDispatched, rc.t.wheel.now.Load())
+	rc.lc.enter(phaseDispatched, rc.srv.rt.wheel.now.Load())
 	// No lock: OnClose, which reads it, runs on this same loop goroutine,
 	// and the worker that clears it (under wmu) starts after this.
 	rc.unanswered = true
@@ -901,7 +949,7 @@ func (rc *rconn) handOff(x *exchange, f codec.Frame, pending bool) {
 // is full the connection queues and the next worker to finish takes it, or
 // the ticker answers it busy after the queue timeout.
 func (rc *rconn) submit() {
-	t := rc.t
+	t := rc.srv.rt
 	if err := t.pool.Submit(rc.x.runFn); err == nil {
 		return
 	} else if !errors.Is(err, ants.ErrPoolOverload) {
@@ -949,7 +997,7 @@ func (t *reactorTransport) drainOverflow() {
 // run is the worker pool task: serve the request, then any connections
 // that queued while the pool was full.
 func (x *exchange) run() {
-	t := x.rc.t
+	t := x.rc.srv.rt
 	x.rc.handle()
 	t.drainOverflow()
 }
@@ -981,13 +1029,13 @@ func (rc *rconn) answer(r result) {
 	f := x.cur
 	v := rc.frame(x, f, r)
 	total := vecLen(v)
-	srv.stats.answered(rc.info.ID, r.status, len(rc.in.B), total)
+	srv.stats.answered(rc.id, r.status, len(rc.in.B), total)
 	x.res = r
 	rc.wmu.Lock()
 	rc.unanswered = false
 	if rc.gone.Load() || srv.halt.Load() {
 		rc.wmu.Unlock()
-		if rc.orphan != nil {
+		if rc.orphaned {
 			rc.finishOrphan(v)
 		}
 		rc.release()
@@ -996,7 +1044,7 @@ func (rc *rconn) answer(r result) {
 	if rc.direct && !r.closes {
 		// Write straight to the socket: no wake of the event loop when the
 		// kernel takes the whole answer, which it almost always does.
-		n, err := writev(rc.fd, v)
+		n, err := writev(rc.gc.Fd(), v)
 		rc.wmu.Unlock()
 		if err == nil && n == total {
 			rc.release()
@@ -1005,7 +1053,7 @@ func (rc *rconn) answer(r result) {
 		}
 		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
 			rc.release()
-			rc.t.call(func() { rc.gc.Close() })
+			rc.srv.rt.call(func() { rc.gc.Close() })
 			return
 		}
 		v = skipBytes(v, max(n, 0))
@@ -1013,7 +1061,7 @@ func (rc *rconn) answer(r result) {
 		rc.wmu.Unlock()
 	}
 	var err error
-	if !rc.t.call(func() { err = rc.gc.AsyncWritev(v, rc.t.afterWriteFn) }) || err != nil {
+	if !rc.srv.rt.call(func() { err = rc.gc.AsyncWritev(v, rc.srv.rt.afterWriteFn) }) || err != nil {
 		rc.release()
 	}
 }
@@ -1080,9 +1128,9 @@ func (rc *rconn) release() {
 // connection becomes idle, and the loop is woken if frames wait in its
 // buffer or the server is draining.
 func (rc *rconn) finish() {
-	rc.lc.enter(phaseIdle, rc.t.wheel.now.Load())
+	rc.lc.enter(phaseIdle, rc.srv.rt.wheel.now.Load())
 	if old := rc.state.Swap(stateIdle); old == stateBusyPending || rc.srv.closed.Load() {
-		rc.t.wake(rc)
+		rc.srv.rt.wake(rc)
 	}
 }
 

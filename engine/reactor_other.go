@@ -18,8 +18,11 @@ func newReactorTransport(*Server) (transport, error) {
 	return nil, fmt.Errorf("%w: %w", ErrConfig, errNoReactor)
 }
 
-// rconn is the reactor's connection; it does not exist here.
-type rconn struct{}
+// rconn and reactorTransport are the reactor's; they do not exist here.
+type (
+	rconn            struct{}
+	reactorTransport struct{}
+)
 
 // answerReactor and run are never called: there are no reactor exchanges
 // here.

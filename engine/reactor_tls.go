@@ -50,7 +50,7 @@ type tlsPipe struct {
 }
 
 func newTLSPipe(rc *rconn) *tlsPipe {
-	p := &tlsPipe{rc: rc, blocking: true, local: rc.info.LocalAddr, remote: rc.info.RemoteAddr}
+	p := &tlsPipe{rc: rc, blocking: true, local: rc.localAddr(), remote: rc.remote}
 	p.cond.L = &p.mu
 	return p
 }
@@ -109,11 +109,11 @@ func (p *tlsPipe) Read(b []byte) (int, error) {
 func (p *tlsPipe) Write(b []byte) (int, error) {
 	rc := p.rc
 	rc.wmu.Lock()
-	if rc.gone.Load() && rc.orphan != nil {
+	if rc.gone.Load() && rc.orphaned {
 		// Half-closed while a worker answered: finish on the duplicate.
-		nc := rc.orphan
 		rc.wmu.Unlock()
-		if d := rc.t.to.write; d > 0 {
+		nc := rc.srv.rt.orphan(rc)
+		if d := rc.srv.rt.to.write; d > 0 {
 			nc.SetWriteDeadline(time.Now().Add(d))
 		}
 		return nc.Write(b)
@@ -125,15 +125,15 @@ func (p *tlsPipe) Write(b []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	rest := b
-	if p.out == nil && !rc.flushing && !rc.outPending {
-		n, err := unix.Write(rc.fd, b)
+	if p.out == nil && !rc.tls.flushing && !rc.tls.outPending {
+		n, err := unix.Write(rc.gc.Fd(), b)
 		if n > 0 {
 			rest = b[n:]
 		}
 		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
 			p.mu.Unlock()
 			rc.wmu.Unlock()
-			rc.t.call(func() { rc.gc.Close() })
+			rc.srv.rt.call(func() { rc.gc.Close() })
 			return 0, err
 		}
 	}
@@ -156,7 +156,7 @@ func (p *tlsPipe) Write(b []byte) (int, error) {
 // kick schedules a flush on the loop unless one is already due.
 func (p *tlsPipe) kick() {
 	if p.wakeSet.CompareAndSwap(false, true) {
-		p.rc.t.wake(p.rc)
+		p.rc.srv.rt.wake(p.rc)
 	}
 }
 
@@ -220,16 +220,19 @@ func (p *tlsPipe) SetWriteDeadline(time.Time) error { return nil }
 type rtls struct {
 	pipe        *tlsPipe
 	conn        *tls.Conn
-	started     atomic.Bool // the handshake goroutine was started
-	hello       atomic.Bool // a whole first record has arrived: the full handshake timeout applies
-	slotAddr    string      // the remote IP holding a per-address handshake slot, "" if none
-	waiting     bool        // queued for a slot of its address (guarded by the transport's hsMu)
-	established atomic.Bool // the handshake succeeded; the loop may use conn
-	failed      atomic.Bool // the handshake failed: close
-	peerEOF     bool        // crypto/tls reported the end of the peer's stream (loop only)
-	plainBuf    *[]byte     // pooled backing of plain, nil if plain is not pooled
-	plain       []byte      // decrypted bytes not yet served; nil when none
-	plainOff    int         // start of undecoded plaintext in plain
+	started     atomic.Bool          // the handshake goroutine was started
+	hello       atomic.Bool          // a whole first record has arrived: the full handshake timeout applies
+	slotAddr    string               // the remote IP holding a per-address handshake slot, "" if none
+	waiting     bool                 // queued for a slot of its address (guarded by the transport's hsMu)
+	established atomic.Bool          // the handshake succeeded; the loop may use conn
+	failed      atomic.Bool          // the handshake failed: close
+	peerEOF     bool                 // crypto/tls reported the end of the peer's stream (loop only)
+	plainBuf    *[]byte              // pooled backing of plain, nil if plain is not pooled
+	plain       []byte               // decrypted bytes not yet served; nil when none
+	plainOff    int                  // start of undecoded plaintext in plain
+	state       *tls.ConnectionState // ConnInfo.TLS, once established
+	flushing    bool                 // the loop is writing queued ciphertext (guarded by rconn.wmu)
+	outPending  bool                 // gnet still held unsent ciphertext at the last flush (guarded by rconn.wmu)
 }
 
 const tlsReadChunk = 16 << 10 // room for one full TLS record per Read
@@ -258,25 +261,25 @@ func (rc *rconn) processTLS() gnet.Action {
 	for {
 		rc.wmu.Lock()
 		o := x.pipe.takeOut()
-		rc.flushing = o != nil
+		rc.tls.flushing = o != nil
 		rc.wmu.Unlock()
 		if o != nil {
 			_, err := c.Write(o.B)
 			bytebufferpool.Put(o)
 			rc.wmu.Lock()
-			rc.flushing = false
+			rc.tls.flushing = false
 			if err == nil {
 				// Writers may go straight to the socket again only once
 				// gnet holds nothing of ours.
-				rc.outPending = c.OutboundBuffered() > 0
+				rc.tls.outPending = c.OutboundBuffered() > 0
 			}
 			rc.wmu.Unlock()
 			if err != nil {
 				return gnet.None // gnet closed the connection
 			}
-		} else if rc.outPending {
+		} else if rc.tls.outPending {
 			rc.wmu.Lock()
-			rc.outPending = c.OutboundBuffered() > 0
+			rc.tls.outPending = c.OutboundBuffered() > 0
 			rc.wmu.Unlock()
 		}
 		x.pipe.wakeSet.Store(false)
@@ -301,11 +304,11 @@ func (rc *rconn) processTLS() gnet.Action {
 
 func (rc *rconn) trafficTLS() gnet.Action {
 	x := rc.tls
-	t := rc.t
+	t := rc.srv.rt
 	c := rc.gc
 	if buf, _ := c.Peek(-1); len(buf) > 0 {
 		if rc.state.Load() != stateIdle && x.pipe.buffered()+len(buf) > t.backlogLimit {
-			t.srv.logRated("refusal", slog.LevelWarn, "petrel: pipelined backlog over the limit; closing", "conn", rc.info.ID)
+			t.srv.logRated("refusal", slog.LevelWarn, "petrel: pipelined backlog over the limit; closing", "conn", rc.id)
 			return gnet.Close
 		}
 		x.pipe.feed(buf)
@@ -322,7 +325,7 @@ func (rc *rconn) trafficTLS() gnet.Action {
 		case recordPartial:
 			return gnet.None // no slot until a whole first record is here
 		case recordBad:
-			t.srv.logRated("handshake", slog.LevelInfo, "petrel: not a TLS ClientHello; closing", "conn", rc.info.ID, "remote", rc.info.RemoteAddr)
+			t.srv.logRated("handshake", slog.LevelInfo, "petrel: not a TLS ClientHello; closing", "conn", rc.id, "remote", rc.remote)
 			return gnet.Close
 		}
 		x.hello.Store(true)
@@ -399,7 +402,7 @@ func (t *reactorTransport) takeHandshakeSlot(rc *rconn) int {
 	srv := t.srv
 	var key string
 	per := srv.cfg.MaxHandshakesPerAddr
-	if ta, ok := rc.info.RemoteAddr.(*net.TCPAddr); ok && per > 0 {
+	if ta, ok := rc.remote.(*net.TCPAddr); ok && per > 0 {
 		key = string(ta.IP.To16())
 		t.hsMu.Lock()
 		if t.hsByAddr[key] >= per {
@@ -409,7 +412,7 @@ func (t *reactorTransport) takeHandshakeSlot(rc *rconn) int {
 			}
 			t.hsMu.Unlock()
 			srv.logRated("handshake", slog.LevelInfo, "petrel: TLS handshakes from one address at its limit; waiting",
-				"conn", rc.info.ID, "remote", rc.info.RemoteAddr, "max", per)
+				"conn", rc.id, "remote", rc.remote, "max", per)
 			return slotWait
 		}
 		t.hsByAddr[key]++
@@ -421,7 +424,7 @@ func (t *reactorTransport) takeHandshakeSlot(rc *rconn) int {
 			t.releaseAddrSlot(key)
 		}
 		srv.stats.refused.Add(1)
-		srv.logRated("handshake", slog.LevelWarn, "petrel: too many TLS handshakes in progress; closing", "conn", rc.info.ID)
+		srv.logRated("handshake", slog.LevelWarn, "petrel: too many TLS handshakes in progress; closing", "conn", rc.id)
 		return slotRefused
 	}
 	rc.tls.slotAddr = key
@@ -464,7 +467,7 @@ func (t *reactorTransport) releaseAddrSlot(key string) {
 
 // handshake runs crypto/tls's handshake on its own goroutine.
 func (rc *rconn) handshake() {
-	t := rc.t
+	t := rc.srv.rt
 	defer t.hsWG.Done()
 	defer t.releaseHandshakeSlot(rc)
 	x := rc.tls
@@ -472,14 +475,14 @@ func (rc *rconn) handshake() {
 	err := x.conn.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
-		t.srv.logRated("handshake", slog.LevelInfo, "petrel: TLS handshake failed", "conn", rc.info.ID, "remote", rc.info.RemoteAddr, "err", err)
+		t.srv.logRated("handshake", slog.LevelInfo, "petrel: TLS handshake failed", "conn", rc.id, "remote", rc.remote, "err", err)
 		x.failed.Store(true)
 		x.pipe.wakeSet.Store(false)
 		x.pipe.kick()
 		return
 	}
 	st := x.conn.ConnectionState()
-	rc.info.TLS = &st
+	x.state = &st
 	x.pipe.stopBlocking()
 	rc.lc.enter(phaseIdle, t.wheel.now.Load())
 	x.established.Store(true)
@@ -505,7 +508,7 @@ func (rc *rconn) decodeTLS() gnet.Action {
 			x.releasePlain()
 			rc.charge(0)
 			if rc.lc.phase() != phaseIdle {
-				rc.lc.enter(phaseIdle, rc.t.wheel.now.Load())
+				rc.lc.enter(phaseIdle, rc.srv.rt.wheel.now.Load())
 			}
 			if eof || srv.closed.Load() {
 				return gnet.Close
@@ -521,7 +524,7 @@ func (rc *rconn) decodeTLS() gnet.Action {
 			return gnet.None
 		case vPartial:
 			if rc.lc.phase() != phaseReading {
-				rc.lc.enter(phaseReading, rc.t.wheel.now.Load())
+				rc.lc.enter(phaseReading, rc.srv.rt.wheel.now.Load())
 			}
 			if rc.charge(int64(len(buf))) || eof || srv.closed.Load() {
 				return gnet.Close
@@ -553,12 +556,12 @@ func (rc *rconn) decodeTLS() gnet.Action {
 // the connection.
 func (rc *rconn) tlsSent(closes bool) bool {
 	rc.wmu.Lock()
-	queued := rc.outPending || rc.flushing || rc.tls.pipe.pending() > 0
+	queued := rc.tls.outPending || rc.tls.flushing || rc.tls.pipe.pending() > 0
 	rc.wmu.Unlock()
-	now := rc.t.wheel.now.Load()
+	now := rc.srv.rt.wheel.now.Load()
 	rc.closeAfter = closes
 	if queued || closes {
-		rc.lastOut = math.MaxInt
+		rc.progress = math.MaxInt
 		rc.lc.enter(phaseWriting, now)
 		return true
 	}
@@ -603,7 +606,7 @@ func (rc *rconn) drainTLS() (eof bool) {
 			return false
 		}
 		if !errors.Is(err, io.EOF) {
-			rc.srv.log.Debug("petrel: TLS read error", "conn", rc.info.ID, "err", err)
+			rc.srv.log.Debug("petrel: TLS read error", "conn", rc.id, "err", err)
 		}
 		x.peerEOF = true
 		return true
@@ -653,7 +656,7 @@ func (rc *rconn) answerTLS(r result) {
 	ex := rc.x
 	f := ex.cur
 	v := rc.frame(ex, f, r)
-	srv.stats.answered(rc.info.ID, r.status, codec.Len(f, srv.mac != nil), vecLen(v))
+	srv.stats.answered(rc.id, r.status, codec.Len(f, srv.mac != nil), vecLen(v))
 	if !srv.halt.Load() {
 		rc.writeTLS(v)
 	}
@@ -672,7 +675,7 @@ func (rc *rconn) answerTLS(r result) {
 		rc.tls.plain, rc.tls.plainBuf, rc.tls.plainOff = rest, nil, 0
 	}
 	if rc.gone.Load() {
-		if rc.orphan != nil {
+		if rc.orphaned {
 			rc.finishOrphan(nil)
 		}
 		return

@@ -43,7 +43,8 @@ type Server struct {
 	inlineHandlers bool
 	stats          *counters
 	nextID         atomic.Uint64
-	exchanges      sync.Pool // *exchange, for the reactor
+	exchanges      sync.Pool         // *exchange, for the reactor
+	rt             *reactorTransport // the reactor engine's transport; nil on std
 
 	t   transport
 	acc *acceptor

@@ -64,7 +64,7 @@ func (s *session) verify(x *exchange, f codec.Frame) (r result, ok bool) {
 		}
 		if srv.logOn(slog.LevelWarn) {
 			srv.logRated("refusal", slog.LevelWarn, "petrel: request out of sequence (replay or reorder)",
-				"conn", s.info.ID, "remote", s.info.RemoteAddr, "status", int(st), "seq", f.Seq, "want", uint64(s.seq)+1)
+				"conn", s.id, "remote", s.remote, "status", int(st), "seq", f.Seq, "want", uint64(s.seq)+1)
 		}
 		if s.seqDone {
 			return s.refuse(st, reasonSeqEnd), false
@@ -85,7 +85,7 @@ func (s *session) refuse(st codec.Status, reason []byte) result {
 
 func (s *session) logRefusal(f codec.Frame, st codec.Status, msg string) {
 	if s.srv.logOn(st.Level()) {
-		s.srv.logRated("refusal", st.Level(), msg, "conn", s.info.ID, "remote", s.info.RemoteAddr,
+		s.srv.logRated("refusal", st.Level(), msg, "conn", s.id, "remote", s.remote,
 			"status", int(st), "seq", f.Seq, "version", int(s.ver))
 	}
 }
@@ -144,7 +144,7 @@ func (s *session) protoCheck(x *exchange, f codec.Frame) result {
 	p = append(p, codec.ProtocolV1)
 	p = p[:1+codec.NonceLen]
 	if _, err := randRead(p[1:]); err != nil {
-		srv.log.Error("petrel: cannot make a session nonce", "conn", s.info.ID, "status", int(codec.StatusInternalError), "err", err)
+		srv.log.Error("petrel: cannot make a session nonce", "conn", s.id, "status", int(codec.StatusInternalError), "err", err)
 		return s.refuse(codec.StatusInternalError, reasonNoRandom)
 	}
 	if len(srv.cfg.HMACKey) > 0 {
@@ -153,7 +153,6 @@ func (s *session) protoCheck(x *exchange, f codec.Frame) result {
 	}
 	s.sess = sessV1
 	s.ver = codec.ProtocolV1
-	s.info.Version = codec.ProtocolV1
 	s.seq = f.Seq
 	s.seqDone = f.Seq == math.MaxUint32
 	srv.stats.sessions[codec.ProtocolV1].Add(1)

@@ -73,7 +73,7 @@ func (s *session) mapStatus(e entry, r result) result {
 	if replaced {
 		if s.srv.logOn(slog.LevelWarn) {
 			s.srv.logRated(e.statusKey, slog.LevelWarn, "petrel: handler status not sendable on this session; sent as 500",
-				"request", e.name, "conn", s.info.ID, "status", int(r.status), "version", int(s.ver))
+				"request", e.name, "conn", s.id, "status", int(r.status), "version", int(s.ver))
 		}
 		r.status = st
 	}

@@ -37,8 +37,7 @@ func (t *stdTransport) open(nc net.Conn) bool {
 	}
 	c := &stdConn{t: t, nc: nc}
 	c.init(srv)
-	c.info.LocalAddr, c.info.RemoteAddr = nc.LocalAddr(), nc.RemoteAddr()
-	c.hold.owner = c
+	c.local, c.remote = nc.LocalAddr(), nc.RemoteAddr()
 	t.mu.Lock()
 	if srv.forcedNow() {
 		t.mu.Unlock()
@@ -47,7 +46,7 @@ func (t *stdTransport) open(nc net.Conn) bool {
 	t.conns[c] = struct{}{}
 	t.wg.Add(1) // Done in c.end
 	t.mu.Unlock()
-	srv.connOpened(&c.info)
+	srv.connOpened(&c.session)
 	go c.serve()
 	return true
 }
@@ -107,6 +106,10 @@ type stdConn struct {
 	t    *stdTransport
 	nc   net.Conn
 
+	local    net.Addr             // ConnInfo.LocalAddr
+	tlsState *tls.ConnectionState // ConnInfo.TLS, once the handshake is done
+	peerCred *PeerCred            // ConnInfo.PeerCred on a Unix socket
+
 	lastUnsent int // bytes of the last answer the kernel still held at the last idle timeout; -1 before the first look
 
 	curLen int // bytes of the frame being answered
@@ -142,14 +145,14 @@ func (c *stdConn) serve() {
 		err := tc.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
-			srv.logRated("handshake", slog.LevelInfo, "petrel: TLS handshake failed", "conn", c.info.ID, "remote", c.info.RemoteAddr, "err", err)
+			srv.logRated("handshake", slog.LevelInfo, "petrel: TLS handshake failed", "conn", c.id, "remote", c.remote, "err", err)
 			c.end(err)
 			return
 		}
 		st := tc.ConnectionState()
-		c.info.TLS = &st
+		c.tlsState = &st
 	} else if uc, ok := c.nc.(*net.UnixConn); ok {
-		c.info.PeerCred = peerCredOf(uc)
+		c.peerCred = peerCredOf(uc)
 	}
 	c.x = c.newExchange()
 	c.buf = make([]byte, 0, stdReadBuf)
@@ -162,6 +165,7 @@ func (c *stdConn) newExchange() *exchange {
 	x := c.srv.newExchange()
 	x.canWait = true
 	x.std = c
+	x.info = ConnInfo{LocalAddr: c.local, TLS: c.tlsState, PeerCred: c.peerCred}
 	return x
 }
 
@@ -170,9 +174,9 @@ func (c *stdConn) newExchange() *exchange {
 func (c *stdConn) end(cause error) {
 	c.ctx.cancel()
 	c.nc.Close()
-	c.srv.budget.set(&c.hold, 0)
+	c.srv.budget.set(&c.hold, 0, c)
 	c.t.remove(c)
-	c.srv.connClosed(&c.info, cause)
+	c.srv.connClosed(&c.session, cause)
 	c.t.wg.Done()
 }
 
@@ -229,7 +233,7 @@ func (c *stdConn) loop() {
 		peerGone := c.stopWatch()
 		c.enter(phaseWriting)
 		vec := c.frame(c.x, f, r)
-		srv.stats.answered(c.info.ID, r.status, n, vecLen(vec))
+		srv.stats.answered(c.id, r.status, n, vecLen(vec))
 		if c.srv.halt.Load() || !c.write(vec) || peerGone {
 			return
 		}
@@ -254,7 +258,7 @@ func (c *stdConn) answerTimedOut(x *exchange, r result) {
 	peerGone := c.stopWatch()
 	c.enter(phaseWriting)
 	v := c.frame(x, x.cur, r)
-	c.srv.stats.answered(c.info.ID, r.status, c.curLen, vecLen(v))
+	c.srv.stats.answered(c.id, r.status, c.curLen, vecLen(v))
 	ok := !c.srv.halt.Load() && !peerGone && c.write(v)
 	c.x = c.newExchange()
 	c.consume(c.curLen, true)
@@ -284,7 +288,7 @@ func (c *stdConn) consume(n int, abandoned bool) {
 		copy(c.buf, c.buf[n:])
 		c.buf = c.buf[:rest]
 	}
-	c.srv.budget.set(&c.hold, int64(len(c.buf)))
+	c.srv.budget.set(&c.hold, int64(len(c.buf)), c)
 }
 
 // startWatch starts the watcher. It runs with c.ctx.mu held, on whichever
@@ -343,7 +347,7 @@ func (c *stdConn) fill(need int) error {
 			c.buf = nb
 		}
 		if len(c.buf) > 0 {
-			if srv.budget.set(&c.hold, int64(cap(c.buf))) {
+			if srv.budget.set(&c.hold, int64(cap(c.buf)), c) {
 				// Over the server's inbound budget: wait for room (the
 				// peer is held back by TCP meanwhile), within the read
 				// deadline.
@@ -383,11 +387,11 @@ func (c *stdConn) fill(need int) error {
 					}
 				}
 				srv.stats.timedOut.Add(1)
-				srv.logRated("timeout", slog.LevelInfo, "petrel: connection timed out", "conn", c.info.ID, "phase", c.lc.phase().String())
+				srv.logRated("timeout", slog.LevelInfo, "petrel: connection timed out", "conn", c.id, "phase", c.lc.phase().String())
 				return err
 			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				srv.log.Debug("petrel: read error", "conn", c.info.ID, "status", int(codec.StatusReadError), "err", err)
+				srv.log.Debug("petrel: read error", "conn", c.id, "status", int(codec.StatusReadError), "err", err)
 			}
 			return err
 		}
@@ -433,9 +437,9 @@ func (c *stdConn) write(v [][]byte) bool {
 	if err != nil {
 		if isTimeout(err) {
 			c.srv.stats.timedOut.Add(1)
-			c.srv.logRated("timeout", slog.LevelInfo, "petrel: write timed out", "conn", c.info.ID)
+			c.srv.logRated("timeout", slog.LevelInfo, "petrel: write timed out", "conn", c.id)
 		}
-		c.srv.log.Debug("petrel: write error", "conn", c.info.ID, "status", int(codec.StatusWriteError), "err", err)
+		c.srv.log.Debug("petrel: write error", "conn", c.id, "status", int(codec.StatusWriteError), "err", err)
 		return false
 	}
 	return true

@@ -72,7 +72,7 @@ func (s *session) runTimed(x *exchange, e entry, req *Request, d time.Duration) 
 	ts.ctx.detach()
 	if !ts.canWait && time.Now().After(ts.ctx.deadline) {
 		// A handler on the event loop that overran: answered as timed out.
-		s.srv.logRated("timeout", slog.LevelWarn, "petrel: handler overran its timeout", "request", e.name, "conn", s.info.ID, "timeout", d)
+		s.srv.logRated("timeout", slog.LevelWarn, "petrel: handler overran its timeout", "request", e.name, "conn", s.id, "timeout", d)
 		return s.timeoutResult(), false
 	}
 	return result{status: st, payload: p}, false
@@ -101,7 +101,7 @@ func (s *session) expire(x *exchange) {
 	ts.fired.Add(1)
 	// The exchange now belongs to the abandoned handler: nothing reuses
 	// it while we answer for it.
-	s.srv.logRated("timeout", slog.LevelWarn, "petrel: handler timed out; answered for it", "conn", s.info.ID)
+	s.srv.logRated("timeout", slog.LevelWarn, "petrel: handler timed out; answered for it", "conn", s.id)
 	r := s.timeoutResult()
 	r.abandoned = true
 	x.answerTimedOut(r)
