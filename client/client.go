@@ -372,9 +372,40 @@ func (c *Client) roundTrip(req string, payload, dst []byte, fresh bool) (resp Re
 	c.seq++
 	seq := c.seq
 	if err := c.send(req, payload, seq); err != nil {
+		if resp, rerr, ok := c.refusalAfter(err, req, dst, fresh, seq); ok {
+			return resp, "", rerr
+		}
 		return Response{}, "sending request", err
 	}
+	return c.readAnswer(req, dst, fresh, seq)
+}
 
+// refusalAfter looks, after sending failed with err, for the server's
+// refusal of the request: a server that refuses a frame from its header
+// (402 payload too large, say) answers at once and closes, so a long
+// payload's write fails with a broken pipe or a reset while the answer
+// already waits in the receive buffer. It reports whether it read one;
+// the client has then failed with the refusal.
+func (c *Client) refusalAfter(err error, req string, dst []byte, fresh bool, seq uint32) (Response, error, bool) {
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) {
+		return Response{}, nil, false
+	}
+	// The peer is gone or going: what it sent is buffered, or nothing is.
+	if c.conn.SetReadDeadline(time.Now().Add(refusalWait)) != nil {
+		return Response{}, nil, false
+	}
+	resp, op, rerr := c.readAnswer(req, dst, fresh, seq)
+	if op != "" || !resp.Status.ClosesConn() {
+		return Response{}, nil, false
+	}
+	return resp, rerr, true
+}
+
+// refusalWait bounds the look for a refusal after a failed write.
+const refusalWait = time.Second
+
+// readAnswer reads the answer to the request sent with seq.
+func (c *Client) readAnswer(req string, dst []byte, fresh bool, seq uint32) (resp Response, op string, err error) {
 	// Header and request text.
 	if err := c.fill(codec.HeaderLen); err != nil {
 		return Response{}, "reading answer", err

@@ -215,6 +215,23 @@ func TestEngineStatuses(t *testing.T) {
 	})
 }
 
+// A payload far over the server's limit: the server refuses it from its
+// header and closes, long before the client has written it all, so the
+// write fails (broken pipe, reset); the client still reports the 402 the
+// server sent, not the write error.
+func TestEngineRefusalOfLongWrite(t *testing.T) {
+	forEngines(t, func(t *testing.T, env engineEnv) {
+		s := startEngine(t, env, engine.Config{MaxPayload: 1000})
+		cfg := s.cc
+		cfg.MaxPayload = 64 << 20
+		c := mustDial(t, cfg)
+		_, err := c.Call(testCtx(t), "echo", make([]byte, 32<<20))
+		se := wantStatus(t, err, codec.StatusPayloadTooLarge)
+		t.Logf("402: %v (reason %q)", err, se.Reason)
+		wantClosed(t, c)
+	})
+}
+
 func TestEngineAnswerOverClientLimit(t *testing.T) {
 	forEngines(t, func(t *testing.T, env engineEnv) {
 		s := startEngine(t, env, engine.Config{})
