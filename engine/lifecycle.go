@@ -60,24 +60,35 @@ const (
 // cancelled context; those still running are abandoned.
 const closeGrace = time.Second
 
-// lifecycle is a connection's phase and when it began. Either half may be
-// read from any goroutine; transitions are made by whichever goroutine owns
-// the connection at the time (the loop, the worker, std's goroutine).
+// lifecycle is a connection's phase and when it began, in one word: the
+// phase in the low three bits, the moment (unix nanoseconds, to 8 ns) in
+// the rest, so that any goroutine reads the two together. Transitions are
+// made by whichever goroutine owns the connection at the time (the loop,
+// the worker, std's goroutine).
 type lifecycle struct {
-	ph    atomic.Int32
-	since atomic.Int64 // unix nanoseconds
+	v atomic.Int64
 }
 
-func (l *lifecycle) phase() phase { return phase(l.ph.Load()) }
+const phaseBits = 7 // the low bits of lifecycle.v holding the phase
+
+func (l *lifecycle) phase() phase { return phase(l.v.Load() & phaseBits) }
+
+// since is when the phase began (for writing: the last progress).
+func (l *lifecycle) since() int64 { return l.v.Load() &^ phaseBits }
+
+// state is the phase and when it began, read together.
+func (l *lifecycle) state() (phase, int64) {
+	v := l.v.Load()
+	return phase(v & phaseBits), v &^ phaseBits
+}
 
 // enter moves to p at time now (unix nanoseconds).
-func (l *lifecycle) enter(p phase, now int64) {
-	l.since.Store(now)
-	l.ph.Store(int32(p))
-}
+func (l *lifecycle) enter(p phase, now int64) { l.v.Store(now&^phaseBits | int64(p)) }
 
 // progress records that an unsent answer moved at now.
-func (l *lifecycle) progress(now int64) { l.since.Store(now) }
+func (l *lifecycle) progress(now int64) {
+	l.v.Store(now&^phaseBits | l.v.Load()&phaseBits)
+}
 
 // timeouts are the durations the lifecycle applies; zero or negative
 // means none.

@@ -70,6 +70,7 @@ type reactorTransport struct {
 	stopped bool
 
 	unixLocal atomic.Pointer[net.UnixAddr] // the local address of Unix connections (gnet renames theirs)
+	peerCreds sync.Map                     // *rconn → *PeerCred of Unix connections (TCP ones do not pay for the field)
 
 	orphanMu sync.Mutex          // guards orphans
 	orphans  map[*rconn]net.Conn // half-closed connections still answering, with the duplicate descriptor each answers on
@@ -200,7 +201,9 @@ func (t *reactorTransport) open(nc net.Conn) bool {
 				t.unixLocal.Store(&net.UnixAddr{Name: la.Name, Net: la.Net})
 			}
 		}
-		rc.peerCred = peerCredOf(uc)
+		if pc := peerCredOf(uc); pc != nil {
+			t.peerCreds.Store(rc, pc)
+		}
 	}
 	// Enrolling waits for the loop to open the socket: do it off the
 	// acceptor, so that a loop blocked by an inline handler stalls only
@@ -214,6 +217,7 @@ func (t *reactorTransport) open(nc net.Conn) bool {
 		}
 		if err != nil {
 			nc.Close()
+			t.peerCreds.Delete(rc)
 			srv.acc.release()
 			t.enrollFailed(err)
 		}
@@ -290,6 +294,9 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 		rc.in = nil
 	}
 	t.srv.budget.set(&rc.hold, 0, rc)
+	if _, unix := c.LocalAddr().(*net.UnixAddr); unix {
+		t.peerCreds.Delete(rc)
+	}
 	// The handler's context ends with the connection (as net/http's does
 	// when its client goes away), also on a half-close: its answer, if
 	// any, still goes out on the duplicate.
@@ -326,7 +333,12 @@ func (rc *rconn) localAddr() net.Addr {
 // describe sets what of x's ConnInfo the session does not know. Loop
 // goroutine, when a request is handed on.
 func (rc *rconn) describe(x *exchange) {
-	x.info.LocalAddr, x.info.PeerCred = rc.localAddr(), rc.peerCred
+	x.info.LocalAddr = rc.localAddr()
+	if _, unix := x.info.LocalAddr.(*net.UnixAddr); unix {
+		if pc, ok := rc.srv.rt.peerCreds.Load(rc); ok {
+			x.info.PeerCred = pc.(*PeerCred)
+		}
+	}
 	if rc.tls != nil {
 		x.info.TLS = rc.tls.state
 	}
@@ -566,7 +578,7 @@ func (t *reactorTransport) expireQueued(now int64) {
 // the duration of a direct write to fd. An idle connection holds no buffer
 // and no exchange: only this struct and gnet's.
 //
-// Every idle connection has one, so it is kept to 192 bytes (a size class;
+// Every idle connection has one, so it is kept to 176 bytes (a size class;
 // pinned by TestRconnSize): what a handler's ConnInfo is made from is read
 // from gnet's connection when a request is handed on, a half-closed
 // connection's duplicate descriptor lives in the transport's orphans, and
@@ -581,7 +593,6 @@ type rconn struct {
 	x        *exchange                  // the request in flight, nil when idle
 	progress int                        // loop only: writing, the unsent answer bytes at the last look; lingering, the bytes discarded
 	tls      *rtls                      // nil without TLS
-	peerCred *PeerCred                  // ConnInfo.PeerCred on a Unix socket
 
 	wmu sync.Mutex // guards orphaned, rtls's flushing and outPending, and the setting of gone; held during a direct write
 
@@ -596,10 +607,10 @@ type rconn struct {
 // dueAt is when rc's lifecycle deadline passes (see also wheel.advance,
 // which wakes a connection sending an answer at every tick).
 func (rc *rconn) dueAt(now int64) int64 {
-	p := rc.lc.phase()
-	dl := rc.srv.rt.to.deadline(p, rc.lc.since.Load())
+	p, since := rc.lc.state()
+	dl := rc.srv.rt.to.deadline(p, since)
 	if p == phaseHandshake && rc.tls != nil && !rc.tls.hello.Load() {
-		dl = min(dl, rc.lc.since.Load()+int64(handshakeSilence))
+		dl = min(dl, since+int64(handshakeSilence))
 	}
 	return dl
 }

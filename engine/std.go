@@ -141,7 +141,7 @@ func (c *stdConn) serve() {
 	srv := c.srv
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		c.enter(phaseHandshake)
-		hctx, cancel := context.WithDeadline(context.Background(), c.t.to.deadlineTime(phaseHandshake, c.lc.since.Load()))
+		hctx, cancel := context.WithDeadline(context.Background(), c.t.to.deadlineTime(phaseHandshake, c.lc.since()))
 		err := tc.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
@@ -352,14 +352,14 @@ func (c *stdConn) fill(need int) error {
 				// peer is held back by TCP meanwhile), within the read
 				// deadline.
 				srv.stats.evicted.Add(1)
-				dl := c.t.to.deadlineTime(c.lc.phase(), c.lc.since.Load())
+				dl := c.t.to.deadlineTime(c.lc.phase(), c.lc.since())
 				if !srv.budget.waitRoom(dl, srv.forced) {
 					srv.stats.timedOut.Add(1)
 					return errors.New("petrel: inbound budget exhausted")
 				}
 			}
 		}
-		c.nc.SetReadDeadline(c.t.to.deadlineTime(c.lc.phase(), c.lc.since.Load()))
+		c.nc.SetReadDeadline(c.t.to.deadlineTime(c.lc.phase(), c.lc.since()))
 		m, err := c.nc.Read(c.buf[len(c.buf):cap(c.buf)])
 		c.buf = c.buf[:len(c.buf)+m]
 		if m > 0 && c.lc.phase() == phaseIdle {
