@@ -133,6 +133,27 @@ func (to timeouts) deadlineTime(p phase, since int64) time.Time {
 	return time.Unix(0, dl)
 }
 
+// await is the lifecycle's decision for a connection waiting for bytes,
+// the same on every transport: v is what the decoder found, vEmpty
+// (between frames) or vPartial (a frame begun). The connection enters
+// idle, or reading (timed from the frame's first byte, so a trickling peer
+// cannot extend the read timeout), at clock() when its phase changes. It
+// reports whether the connection must close now: a draining server closes
+// it, as nothing it has read is left unanswered.
+func (l *lifecycle) await(v verdict, draining bool, clock func() int64) (closeNow bool) {
+	p := phaseIdle
+	if v == vPartial {
+		p = phaseReading
+	}
+	if l.phase() != p {
+		l.enter(p, clock())
+	}
+	return draining && closesWhenDraining(p)
+}
+
+// unixNow is the std engine's clock for the lifecycle.
+func unixNow() int64 { return time.Now().UnixNano() }
+
 // closesWhenDraining reports whether a draining server closes a connection
 // in phase p at once: nothing it has read is left unanswered.
 func closesWhenDraining(p phase) bool {

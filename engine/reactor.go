@@ -48,6 +48,7 @@ type reactorTransport struct {
 	pool     *ants.Pool     // nil in inline mode
 	workers  int
 	wheel    *wheel
+	clock    func() int64 // wheel.now.Load, bound once: the lifecycle's clock on the loops
 	tickD    time.Duration
 	overflow overflowQueue
 	spilling atomic.Bool    // a spill goroutine drains overflow
@@ -110,6 +111,7 @@ func newReactorTransport(srv *Server) (*reactorTransport, error) {
 	t.backlogLimit = largest + 64<<10
 	t.tickD = tickFor(cfg.ReadTimeout, cfg.IdleTimeout, cfg.WriteTimeout, lingerTime)
 	t.wheel = newWheel(t.tickD, 512)
+	t.clock = t.wheel.now.Load
 	if !cfg.Inline {
 		t.workers = cfg.Workers
 		if t.workers == 0 {
@@ -772,10 +774,7 @@ func (rc *rconn) process() gnet.Action {
 		switch v {
 		case vEmpty:
 			rc.charge(0)
-			if rc.lc.phase() != phaseIdle {
-				rc.lc.enter(phaseIdle, rc.srv.rt.wheel.now.Load())
-			}
-			if srv.closed.Load() {
+			if rc.lc.await(v, srv.closed.Load(), rc.srv.rt.clock) {
 				return gnet.Close
 			}
 			return gnet.None
@@ -787,13 +786,8 @@ func (rc *rconn) process() gnet.Action {
 			c.Discard(len(buf))
 			return rc.sent(true, 0)
 		case vPartial:
-			if srv.closed.Load() {
+			if rc.lc.await(v, srv.closed.Load(), rc.srv.rt.clock) {
 				return gnet.Close
-			}
-			if rc.lc.phase() != phaseReading {
-				// The read timeout runs from a frame's first byte, not
-				// from each read: a trickling peer cannot extend it.
-				rc.lc.enter(phaseReading, rc.srv.rt.wheel.now.Load())
 			}
 			if len(buf) >= codec.HeaderLen && len(buf) >= codec.HeaderLen+int(buf[6]) {
 				// The header and request text are here and the frame is

@@ -507,10 +507,7 @@ func (rc *rconn) decodeTLS() gnet.Action {
 		case vEmpty:
 			x.releasePlain()
 			rc.charge(0)
-			if rc.lc.phase() != phaseIdle {
-				rc.lc.enter(phaseIdle, rc.srv.rt.wheel.now.Load())
-			}
-			if eof || srv.closed.Load() {
+			if rc.lc.await(v, srv.closed.Load(), rc.srv.rt.clock) || eof {
 				return gnet.Close
 			}
 			return gnet.None
@@ -523,10 +520,7 @@ func (rc *rconn) decodeTLS() gnet.Action {
 			rc.tlsSent(true)
 			return gnet.None
 		case vPartial:
-			if rc.lc.phase() != phaseReading {
-				rc.lc.enter(phaseReading, rc.srv.rt.wheel.now.Load())
-			}
-			if rc.charge(int64(len(buf))) || eof || srv.closed.Load() {
+			if rc.lc.await(v, srv.closed.Load(), rc.srv.rt.clock) || rc.charge(int64(len(buf))) || eof {
 				return gnet.Close
 			}
 			return gnet.None

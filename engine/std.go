@@ -201,17 +201,8 @@ func (c *stdConn) loop() {
 			}
 			return
 		case vEmpty, vPartial:
-			if v == vEmpty {
-				if c.lc.phase() != phaseIdle {
-					c.enter(phaseIdle)
-				}
-			} else if c.lc.phase() != phaseReading {
-				// The read timeout runs from a frame's first byte, not
-				// from each read: a trickling peer cannot extend it.
-				c.enter(phaseReading)
-			}
-			if srv.closed.Load() {
-				return // draining: nothing read is left unanswered
+			if c.lc.await(v, srv.closed.Load(), unixNow) {
+				return
 			}
 			if cause = c.fill(need); cause != nil {
 				return
