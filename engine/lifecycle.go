@@ -151,6 +151,24 @@ func (l *lifecycle) await(v verdict, draining bool, clock func() int64) (closeNo
 	return draining && closesWhenDraining(p)
 }
 
+// answered is the lifecycle's decision once an answer has been handed to
+// the socket, the same on every transport: while part of it is unsent
+// the connection is writing (the write timeout counts from its last
+// progress); once it has all left, a closing refusal lingers (the
+// transport shuts its write side, then enters lingering) and anything
+// else is idle, the idle timeout starting now.
+func (l *lifecycle) answered(unsent, closes bool, now int64) phase {
+	switch {
+	case unsent:
+		l.enter(phaseWriting, now)
+		return phaseWriting
+	case closes:
+		return phaseLingering
+	}
+	l.enter(phaseIdle, now)
+	return phaseIdle
+}
+
 // unixNow is the std engine's clock for the lifecycle.
 func unixNow() int64 { return time.Now().UnixNano() }
 

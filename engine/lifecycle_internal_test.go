@@ -39,3 +39,28 @@ func TestLifecycleAwait(t *testing.T) {
 		}
 	}
 }
+
+// The one decision every transport takes once an answer is handed to the
+// socket (defect 7 of #13: the idle timer must start when the answer has
+// left, not when it was queued).
+func TestLifecycleAnswered(t *testing.T) {
+	cases := []struct {
+		unsent, closes bool
+		want           phase
+		entered        bool
+	}{
+		{true, false, phaseWriting, true},
+		{true, true, phaseWriting, true},     // the refusal's bytes leave first
+		{false, true, phaseLingering, false}, // the transport shuts, then enters lingering
+		{false, false, phaseIdle, true},
+	}
+	for _, c := range cases {
+		var l lifecycle
+		l.enter(phaseDispatched, 8000)
+		got := l.answered(c.unsent, c.closes, 16000)
+		p, since := l.state()
+		if got != c.want || (since == 16000) != c.entered || (c.entered && p != c.want) {
+			t.Errorf("unsent %v, closes %v: %v (phase %v since %d); want %v, entered %v", c.unsent, c.closes, got, p, since, c.want, c.entered)
+		}
+	}
+}

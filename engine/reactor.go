@@ -665,10 +665,9 @@ func (rc *rconn) check() (act gnet.Action, stop bool) {
 		unsent := ob + unsentBytes(rc.gc.Fd())
 		switch {
 		case unsent == 0:
-			if rc.closeAfter {
+			if rc.lc.answered(false, rc.closeAfter, now) == phaseLingering {
 				return rc.startLinger(now), true
 			}
-			rc.lc.enter(phaseIdle, now)
 			p = phaseIdle
 		case unsent < rc.progress:
 			rc.progress = unsent
@@ -919,15 +918,10 @@ func (rc *rconn) sent(closes bool, size int) gnet.Action {
 		// ones leave at once; they cost no system call.)
 		unsent += unsentBytes(rc.gc.Fd())
 	}
-	if unsent > 0 {
-		rc.progress = unsent
-		rc.lc.enter(phaseWriting, now)
-		return gnet.None
-	}
-	if closes {
+	rc.progress = unsent
+	if rc.lc.answered(unsent > 0, closes, now) == phaseLingering {
 		return rc.startLinger(now)
 	}
-	rc.lc.enter(phaseIdle, now)
 	return gnet.None
 }
 

@@ -554,13 +554,10 @@ func (rc *rconn) tlsSent(closes bool) bool {
 	rc.wmu.Unlock()
 	now := rc.srv.rt.wheel.now.Load()
 	rc.closeAfter = closes
-	if queued || closes {
-		rc.progress = math.MaxInt
-		rc.lc.enter(phaseWriting, now)
-		return true
-	}
-	rc.lc.enter(phaseIdle, now)
-	return false
+	rc.progress = math.MaxInt
+	// A closing answer waits in writing for its ciphertext to leave;
+	// check then lingers.
+	return rc.lc.answered(queued || closes, closes, now) == phaseWriting
 }
 
 // drainTLS moves all the plaintext crypto/tls can produce now into plain,

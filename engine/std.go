@@ -228,13 +228,13 @@ func (c *stdConn) loop() {
 		if c.srv.halt.Load() || !c.write(vec) || peerGone {
 			return
 		}
-		if r.closes {
+		// The answer has been written whole.
+		if c.lc.answered(false, r.closes, unixNow()) == phaseLingering {
 			c.linger()
 			return
 		}
 		c.consume(n, r.abandoned)
 		c.lastUnsent = -1
-		c.enter(phaseIdle)
 	}
 }
 
