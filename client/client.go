@@ -372,7 +372,7 @@ func (c *Client) roundTrip(req string, payload, dst []byte, fresh bool) (resp Re
 	c.seq++
 	seq := c.seq
 	if err := c.send(req, payload, seq); err != nil {
-		if resp, rerr, ok := c.refusalAfter(err, req, dst, fresh, seq); ok {
+		if resp, ok, rerr := c.refusalAfter(err, req, dst, fresh, seq); ok {
 			return resp, "", rerr
 		}
 		return Response{}, "sending request", err
@@ -386,19 +386,19 @@ func (c *Client) roundTrip(req string, payload, dst []byte, fresh bool) (resp Re
 // payload's write fails with a broken pipe or a reset while the answer
 // already waits in the receive buffer. It reports whether it read one;
 // the client has then failed with the refusal.
-func (c *Client) refusalAfter(err error, req string, dst []byte, fresh bool, seq uint32) (Response, error, bool) {
+func (c *Client) refusalAfter(err error, req string, dst []byte, fresh bool, seq uint32) (Response, bool, error) {
 	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) {
-		return Response{}, nil, false
+		return Response{}, false, nil
 	}
 	// The peer is gone or going: what it sent is buffered, or nothing is.
 	if c.conn.SetReadDeadline(time.Now().Add(refusalWait)) != nil {
-		return Response{}, nil, false
+		return Response{}, false, nil
 	}
 	resp, op, rerr := c.readAnswer(req, dst, fresh, seq)
 	if op != "" || !resp.Status.ClosesConn() {
-		return Response{}, nil, false
+		return Response{}, false, nil
 	}
-	return resp, rerr, true
+	return resp, true, rerr
 }
 
 // refusalWait bounds the look for a refusal after a failed write.

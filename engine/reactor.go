@@ -70,8 +70,8 @@ type reactorTransport struct {
 	gate    sync.RWMutex
 	stopped bool
 
-	unixLocal atomic.Pointer[net.UnixAddr] // the local address of Unix connections (gnet renames theirs)
-	peerCreds sync.Map                     // *rconn → *PeerCred of Unix connections (TCP ones do not pay for the field)
+	unixLocal net.Addr // on a Unix listener, its address: every connection's local address (gnet renames theirs); nil on TCP
+	peerCreds sync.Map // *rconn → *PeerCred of Unix connections (TCP ones do not pay for the field)
 
 	orphanMu sync.Mutex          // guards orphans
 	orphans  map[*rconn]net.Conn // half-closed connections still answering, with the duplicate descriptor each answers on
@@ -106,6 +106,9 @@ func newReactorTransport(srv *Server) (*reactorTransport, error) {
 		orphans:  map[*rconn]net.Conn{},
 	}
 	srv.rt = t
+	if ua, ok := srv.ln.Addr().(*net.UnixAddr); ok {
+		t.unixLocal = &net.UnixAddr{Name: ua.Name, Net: ua.Net}
+	}
 	t.afterWriteFn = t.afterAsyncWrite
 	largest := codec.Header{RequestLen: codec.MaxRequestLen, PayloadLen: cfg.largestPayload()}.FrameLen(true)
 	t.backlogLimit = largest + 64<<10
@@ -196,13 +199,6 @@ func (t *reactorTransport) open(nc net.Conn) bool {
 	rc.init(srv)
 	rc.remote = nc.RemoteAddr()
 	if uc, ok := nc.(*net.UnixConn); ok {
-		// gnet renames the original's address when it enrolls it: keep
-		// a copy, one for every connection of the listener.
-		if la, ok := uc.LocalAddr().(*net.UnixAddr); ok {
-			if cur := t.unixLocal.Load(); cur == nil || cur.Name != la.Name || cur.Net != la.Net {
-				t.unixLocal.Store(&net.UnixAddr{Name: la.Name, Net: la.Net})
-			}
-		}
 		if pc := peerCredOf(uc); pc != nil {
 			t.peerCreds.Store(rc, pc)
 		}
@@ -296,7 +292,7 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 		rc.in = nil
 	}
 	t.srv.budget.set(&rc.hold, 0, rc)
-	if _, unix := c.LocalAddr().(*net.UnixAddr); unix {
+	if t.unixLocal != nil {
 		t.peerCreds.Delete(rc)
 	}
 	// The handler's context ends with the connection (as net/http's does
@@ -323,20 +319,17 @@ func (t *reactorTransport) orphan(rc *rconn) net.Conn {
 // localAddr is rc's local address. Loop goroutine (gnet clears its own
 // when it releases a connection).
 func (rc *rconn) localAddr() net.Addr {
-	la := rc.gc.LocalAddr()
-	if _, ok := la.(*net.UnixAddr); ok {
-		if ua := rc.srv.rt.unixLocal.Load(); ua != nil {
-			return ua
-		}
+	if ua := rc.srv.rt.unixLocal; ua != nil {
+		return ua
 	}
-	return la
+	return rc.gc.LocalAddr()
 }
 
 // describe sets what of x's ConnInfo the session does not know. Loop
 // goroutine, when a request is handed on.
 func (rc *rconn) describe(x *exchange) {
 	x.info.LocalAddr = rc.localAddr()
-	if _, unix := x.info.LocalAddr.(*net.UnixAddr); unix {
+	if rc.srv.rt.unixLocal != nil {
 		if pc, ok := rc.srv.rt.peerCreds.Load(rc); ok {
 			x.info.PeerCred = pc.(*PeerCred)
 		}
@@ -743,12 +736,8 @@ func (rc *rconn) process() gnet.Action {
 			if v == vRefuse {
 				// Only a handler registered since the frame began can
 				// change its verdict: refuse it now.
-				x := srv.getExchange()
-				vec := rc.refusal(x, rc.in.B, err)
-				_, werr := c.Writev(vec)
-				srv.putExchange(x)
-				if werr != nil {
-					return gnet.None
+				if !rc.writeRefusal(rc.in.B, err) {
+					return gnet.None // gnet closed it; OnClose released in
 				}
 				bytebufferpool.Put(rc.in)
 				rc.in = nil
@@ -778,10 +767,7 @@ func (rc *rconn) process() gnet.Action {
 			}
 			return gnet.None
 		case vRefuse:
-			x := srv.getExchange()
-			vec := rc.refusal(x, buf, err)
-			c.Writev(vec)
-			srv.putExchange(x)
+			rc.writeRefusal(buf, err)
 			c.Discard(len(buf))
 			return rc.sent(true, 0)
 		case vPartial:
@@ -808,6 +794,16 @@ func (rc *rconn) process() gnet.Action {
 			return act
 		}
 	}
+}
+
+// writeRefusal writes the library's refusal of the frame whose bytes so
+// far are buf, and reports whether the connection is still open (gnet
+// closes it inside Writev on a write error). Loop goroutine.
+func (rc *rconn) writeRefusal(buf []byte, err error) bool {
+	x := rc.srv.getExchange()
+	_, werr := rc.gc.Writev(rc.refusal(x, buf, err))
+	rc.srv.putExchange(x)
+	return werr == nil
 }
 
 // onLoop reports whether f is answered on the event loop (inline mode, a
