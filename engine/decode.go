@@ -39,3 +39,59 @@ func (s *session) next(buf []byte) (v verdict, f codec.Frame, n, need int, err e
 	}
 	return vFrame, f, n, 0, nil
 }
+
+// step is what the decode loop does next.
+type step uint8
+
+const (
+	stepNext  step = iota // decode the next frame
+	stepPause             // stop decoding; the connection stays open (more bytes will come, or another goroutine has it)
+	stepClose             // close the connection
+)
+
+// frameSource is a transport's side of the decode loop: where its inbound
+// bytes are (gnet's buffer, TLS plaintext, the std read buffer) and how it
+// gets more, refuses and answers. The loop decides; the source only moves
+// bytes.
+type frameSource interface {
+	// inbound returns the bytes received and not yet served, from the
+	// start of a frame.
+	inbound() []byte
+	// more is called when inbound (buf) holds no whole frame (v is vEmpty
+	// or vPartial; a begun frame lacks need bytes), once the lifecycle has
+	// entered idle or reading: read more and go on (stepNext), or wait
+	// for the next event (stepPause).
+	more(v verdict, buf []byte, need int) step
+	// refuse answers the library's refusal (err) of the frame whose bytes
+	// so far are buf; the connection closes after it.
+	refuse(buf []byte, err error) step
+	// serve answers frame f, whose bytes raw are at the front of inbound,
+	// and drops them from it, or hands f to another goroutine (stepPause).
+	serve(f codec.Frame, raw []byte) step
+}
+
+// decode is the decode loop, the same for every transport: it serves the
+// frames src holds, one at a time, until src must wait or the connection
+// must close, and applies the lifecycle's decision for a connection
+// waiting for bytes (lifecycle.await) at clock's time.
+func (s *session) decode(src frameSource, lc *lifecycle, clock func() int64) step {
+	for {
+		buf := src.inbound()
+		v, f, n, need, err := s.next(buf)
+		var st step
+		switch v {
+		case vRefuse:
+			return src.refuse(buf, err)
+		case vEmpty, vPartial:
+			if lc.await(v, s.srv.closed.Load(), clock) {
+				return stepClose
+			}
+			st = src.more(v, buf, need)
+		default:
+			st = src.serve(f, buf[:n])
+		}
+		if st != stepNext {
+			return st
+		}
+	}
+}

@@ -722,78 +722,137 @@ func (rc *rconn) markPending() bool {
 	return rc.state.CompareAndSwap(stateBusy, stateBusyPending) || rc.state.Load() == stateBusyPending
 }
 
-// process decodes and serves buffered frames. Loop goroutine only, with
-// state idle and no answer being sent.
+// process decodes and serves buffered frames through the decode loop.
+// Loop goroutine only, with state idle and no answer being sent.
 func (rc *rconn) process() gnet.Action {
+	return gnetAction(rc.decode(plainSource{rc}, &rc.lc, rc.srv.rt.clock))
+}
+
+// gnetAction is what OnTraffic returns after the decode loop's step.
+func gnetAction(st step) gnet.Action {
+	if st == stepClose {
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// plainSource is a plain reactor connection's side of the decode loop:
+// frames are decoded in place in gnet's inbound buffer, except a large one,
+// which collects in rc.in as it arrives, so that each byte is copied once,
+// not re-assembled per read. Loop goroutine.
+type plainSource struct{ *rconn }
+
+func (rc plainSource) inbound() []byte {
+	if rc.in != nil {
+		return rc.in.B
+	}
+	buf, _ := rc.gc.Peek(-1)
+	return buf
+}
+
+func (rc plainSource) more(v verdict, buf []byte, need int) step {
+	c := rc.gc
+	switch {
+	case v == vEmpty:
+		rc.charge(0)
+		return stepPause
+	case rc.in != nil:
+		// A frame is collecting in rc.in: copy what has arrived since.
+		got, _ := c.Peek(-1)
+		take := min(len(got), need)
+		if take == 0 {
+			return stepPause
+		}
+		rc.in.B = append(rc.in.B, got[:take]...)
+		c.Discard(take)
+		if rc.charge(int64(len(rc.in.B))) {
+			return stepClose
+		}
+		return stepNext
+	case len(buf) >= codec.HeaderLen && len(buf) >= codec.HeaderLen+int(buf[6]):
+		// The header and request text are here and the frame is within
+		// its limit: collect the rest in our own buffer.
+		rc.in = bytebufferpool.Get()
+		rc.in.B = append(rc.in.B[:0], buf...)
+		c.Discard(len(buf))
+		buf = rc.in.B
+	}
+	if rc.charge(int64(len(buf))) {
+		return stepClose
+	}
+	return stepPause
+}
+
+func (rc plainSource) refuse(buf []byte, err error) step {
+	if !rc.writeRefusal(buf, err) {
+		return stepPause // gnet closed it; OnClose released rc.in
+	}
+	if rc.in != nil {
+		// Only a handler registered since the frame began can change its
+		// verdict once it collects: it is refused now.
+		bytebufferpool.Put(rc.in)
+		rc.in = nil
+	} else {
+		rc.gc.Discard(len(buf))
+	}
+	return stepOf(rc.sent(true, 0))
+}
+
+// stepOf is the decode loop's step for an action of sent: close, or
+// pause (the answer is still leaving, or the connection lingers).
+func stepOf(act gnet.Action) step {
+	if act == gnet.Close {
+		return stepClose
+	}
+	return stepPause
+}
+
+// serve answers f, whose bytes are raw (rc.in when the frame collected
+// there). On the loop (inline mode, a non-blocking request, or a busy
+// answer) it answers at once and goes on to the next frame while the
+// answer has left; otherwise it hands f to a worker (copying it out of
+// gnet's buffer first, and discarding it there).
+func (rc plainSource) serve(f codec.Frame, raw []byte) step {
 	srv := rc.srv
 	c := rc.gc
-	for {
-		buf, _ := c.Peek(-1)
-		if rc.in != nil {
-			// A frame is accumulating in rc.in (its header, parsed
-			// again, says how much is missing): copy what arrived.
-			v, _, _, need, err := rc.next(rc.in.B)
-			if v == vRefuse {
-				// Only a handler registered since the frame began can
-				// change its verdict: refuse it now.
-				if !rc.writeRefusal(rc.in.B, err) {
-					return gnet.None // gnet closed it; OnClose released in
-				}
-				bytebufferpool.Put(rc.in)
-				rc.in = nil
-				return rc.sent(true, 0)
-			}
-			take := min(len(buf), need)
-			rc.in.B = append(rc.in.B, buf[:take]...)
-			c.Discard(take)
-			if rc.charge(int64(len(rc.in.B))) {
-				return gnet.Close
-			}
-			if take < need {
-				return gnet.None
-			}
-			_, f, _, _, _ := rc.next(rc.in.B)
-			if act, done := rc.serve(f, rc.in.B, true, len(buf) > take); done {
-				return act
-			}
-			continue
-		}
-		v, f, n, _, err := rc.next(buf)
-		switch v {
-		case vEmpty:
-			rc.charge(0)
-			if rc.lc.await(v, srv.closed.Load(), rc.srv.rt.clock) {
-				return gnet.Close
-			}
-			return gnet.None
-		case vRefuse:
-			rc.writeRefusal(buf, err)
-			c.Discard(len(buf))
-			return rc.sent(true, 0)
-		case vPartial:
-			if rc.lc.await(v, srv.closed.Load(), rc.srv.rt.clock) {
-				return gnet.Close
-			}
-			if len(buf) >= codec.HeaderLen && len(buf) >= codec.HeaderLen+int(buf[6]) {
-				// The header and request text are here and the frame is
-				// within its limit: collect the rest in our own buffer,
-				// which grows with what arrives, so each byte is copied
-				// once, not re-assembled per read.
-				rc.in = bytebufferpool.Get()
-				rc.in.B = append(rc.in.B[:0], buf...)
-				c.Discard(len(buf))
-				if rc.charge(int64(len(rc.in.B))) {
-					return gnet.Close
-				}
-			} else if rc.charge(int64(len(buf))) {
-				return gnet.Close
-			}
-			return gnet.None
-		}
-		if act, done := rc.serve(f, buf[:n], false, len(buf) > n); done {
-			return act
-		}
+	owned := rc.in != nil
+	pending := c.InboundBuffered() > 0
+	if !owned {
+		pending = c.InboundBuffered() > len(raw)
 	}
+	if onLoop, nonBlocking := rc.onLoop(f); onLoop {
+		x := srv.getExchange()
+		r, v := rc.answerOnLoop(x, f, nonBlocking, len(raw))
+		size := vecLen(v)
+		_, werr := c.Writev(v)
+		srv.putExchange(x)
+		if werr != nil {
+			// gnet has closed the connection inside Writev: OnClose ran
+			// and released rc.in.
+			return stepPause
+		}
+		if owned {
+			bytebufferpool.Put(rc.in)
+			rc.in = nil
+		} else {
+			c.Discard(len(raw))
+		}
+		if act := rc.sent(r.closes, size); act != gnet.None || rc.lc.phase() != phaseIdle {
+			return stepOf(act)
+		}
+		return stepNext
+	}
+	if !owned {
+		rc.in = bytebufferpool.Get()
+		rc.in.B = append(rc.in.B[:0], raw...)
+		c.Discard(len(raw))
+		_, f, _, _, _ = rc.next(rc.in.B)
+	}
+	x := srv.getExchange()
+	x.canWait = true
+	rc.direct = c.OutboundBuffered() == 0
+	rc.handOff(x, f, pending)
+	return stepPause
 }
 
 // writeRefusal writes the library's refusal of the frame whose bytes so
@@ -856,48 +915,6 @@ func (rc *rconn) backlogAllowance(ib int) int {
 // at once because too many timed-out handlers are still running.
 func (rc *rconn) mustRefuseBusy() bool {
 	return rc.srv.stats.abandoned.Load() >= rc.srv.disp.maxAbandoned
-}
-
-// serve answers frame f, whose bytes are raw. owned says raw is rc.in;
-// pending, that more bytes follow it in gnet's buffer. On the loop (inline
-// mode, a non-blocking request, or a busy answer) it answers at once and
-// reports done only when the loop must stop decoding; otherwise it hands f
-// to a worker (copying it out of gnet's buffer first, and discarding it
-// there) and reports done.
-func (rc *rconn) serve(f codec.Frame, raw []byte, owned, pending bool) (gnet.Action, bool) {
-	srv := rc.srv
-	c := rc.gc
-	if onLoop, nonBlocking := rc.onLoop(f); onLoop {
-		x := srv.getExchange()
-		r, v := rc.answerOnLoop(x, f, nonBlocking, len(raw))
-		size := vecLen(v)
-		_, werr := c.Writev(v)
-		srv.putExchange(x)
-		if werr != nil {
-			// gnet has closed the connection inside Writev: OnClose ran
-			// and released rc.in.
-			return gnet.None, true
-		}
-		if owned {
-			bytebufferpool.Put(rc.in)
-			rc.in = nil
-		} else {
-			c.Discard(len(raw))
-		}
-		act := rc.sent(r.closes, size)
-		return act, act != gnet.None || rc.lc.phase() != phaseIdle
-	}
-	if !owned {
-		rc.in = bytebufferpool.Get()
-		rc.in.B = append(rc.in.B[:0], raw...)
-		c.Discard(len(raw))
-		_, f, _, _, _ = rc.next(rc.in.B)
-	}
-	x := srv.getExchange()
-	x.canWait = true
-	rc.direct = c.OutboundBuffered() == 0
-	rc.handOff(x, f, pending)
-	return gnet.None, true
 }
 
 // sent moves the connection on after an answer was written on the loop:

@@ -493,55 +493,62 @@ func (rc *rconn) handshake() {
 }
 
 // decodeTLS decrypts everything crypto/tls can give now, then serves the
-// frames in it. Draining first means that when a request is handed to a
-// worker, any bytes behind it are already in plain, where the hand-off
-// can see them. Loop goroutine, state idle, handshake done.
+// frames in it through the decode loop. Draining first means that when a
+// request is handed to a worker, any bytes behind it are already in plain,
+// where the hand-off can see them. Loop goroutine, state idle, handshake
+// done.
 func (rc *rconn) decodeTLS() gnet.Action {
+	rc.drainTLS()
+	return gnetAction(rc.decode(tlsSource{rc}, &rc.lc, rc.srv.rt.clock))
+}
+
+// tlsSource is a TLS reactor connection's side of the decode loop: the
+// plaintext crypto/tls has produced, decoded in place. Loop goroutine.
+type tlsSource struct{ *rconn }
+
+func (rc tlsSource) inbound() []byte { return rc.tls.plain[rc.tls.plainOff:] }
+
+func (rc tlsSource) more(v verdict, buf []byte, _ int) step {
+	if v == vEmpty {
+		rc.tls.releasePlain()
+		rc.charge(0)
+	} else if rc.charge(int64(len(buf))) {
+		return stepClose
+	}
+	if rc.tls.peerEOF {
+		return stepClose // nothing more will come
+	}
+	return stepPause
+}
+
+func (rc tlsSource) refuse(buf []byte, err error) step {
+	x := rc.tls
+	ex := rc.srv.getExchange()
+	rc.writeTLS(rc.refusal(ex, buf, err))
+	rc.srv.putExchange(ex)
+	x.plainOff = len(x.plain)
+	rc.tlsSent(true)
+	return stepPause
+}
+
+func (rc tlsSource) serve(f codec.Frame, raw []byte) step {
 	x := rc.tls
 	srv := rc.srv
-	eof := rc.drainTLS()
-	for {
-		buf := x.plain[x.plainOff:]
-		v, f, n, _, err := rc.next(buf)
-		switch v {
-		case vEmpty:
-			x.releasePlain()
-			rc.charge(0)
-			if rc.lc.await(v, srv.closed.Load(), rc.srv.rt.clock) || eof {
-				return gnet.Close
-			}
-			return gnet.None
-		case vRefuse:
-			ex := srv.getExchange()
-			vec := rc.refusal(ex, buf, err)
-			rc.writeTLS(vec)
-			srv.putExchange(ex)
-			x.plainOff = len(x.plain)
-			rc.tlsSent(true)
-			return gnet.None
-		case vPartial:
-			if rc.lc.await(v, srv.closed.Load(), rc.srv.rt.clock) || rc.charge(int64(len(buf))) || eof {
-				return gnet.Close
-			}
-			return gnet.None
-		}
-		x.plainOff += n
-		if onLoop, nonBlocking := rc.onLoop(f); onLoop {
-			ex := srv.getExchange()
-			r, vec := rc.answerOnLoop(ex, f, nonBlocking, n)
-			rc.writeTLS(vec)
-			srv.putExchange(ex)
-			if rc.tlsSent(r.closes) {
-				return gnet.None
-			}
-			continue
-		}
-		x.peerEOF = eof
+	x.plainOff += len(raw)
+	if onLoop, nonBlocking := rc.onLoop(f); onLoop {
 		ex := srv.getExchange()
-		ex.canWait = true
-		rc.handOff(ex, f, x.plainOff < len(x.plain) || eof)
-		return gnet.None
+		r, vec := rc.answerOnLoop(ex, f, nonBlocking, len(raw))
+		rc.writeTLS(vec)
+		srv.putExchange(ex)
+		if rc.tlsSent(r.closes) {
+			return stepPause
+		}
+		return stepNext
 	}
+	ex := srv.getExchange()
+	ex.canWait = true
+	rc.handOff(ex, f, x.plainOff < len(x.plain) || x.peerEOF)
+	return stepPause
 }
 
 // tlsSent moves the connection on after an answer was encrypted: to
@@ -561,12 +568,12 @@ func (rc *rconn) tlsSent(closes bool) bool {
 }
 
 // drainTLS moves all the plaintext crypto/tls can produce now into plain,
-// compacting it first. It reports whether the peer has finished
+// compacting it first, and sets peerEOF once the peer has finished
 // (close_notify, EOF or a TLS error). Loop goroutine.
-func (rc *rconn) drainTLS() (eof bool) {
+func (rc *rconn) drainTLS() {
 	x := rc.tls
 	if x.peerEOF {
-		return true
+		return
 	}
 	if x.plainOff > 0 {
 		rest := copy(x.plain, x.plain[x.plainOff:])
@@ -589,18 +596,18 @@ func (rc *rconn) drainTLS() (eof bool) {
 		x.plain = x.plain[:len(x.plain)+n]
 		if err == nil {
 			if n == 0 {
-				return false
+				return
 			}
 			continue
 		}
 		if isTimeout(err) {
-			return false
+			return
 		}
 		if !errors.Is(err, io.EOF) {
 			rc.srv.log.Debug("petrel: TLS read error", "conn", rc.id, "err", err)
 		}
 		x.peerEOF = true
-		return true
+		return
 	}
 }
 

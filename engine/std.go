@@ -112,7 +112,8 @@ type stdConn struct {
 
 	lastUnsent int // bytes of the last answer the kernel still held at the last idle timeout; -1 before the first look
 
-	curLen int // bytes of the frame being answered
+	curLen int   // bytes of the frame being answered
+	cause  error // why the read loop ended, if a read failed
 
 	buf []byte // read buffer; frames are decoded in place
 	out []byte // small answers are assembled here
@@ -180,62 +181,65 @@ func (c *stdConn) end(cause error) {
 	c.t.wg.Done()
 }
 
-// loop serves frames until the connection ends, or until a timed-out
-// handler's answer hands the connection to a new goroutine.
+// loop serves frames through the decode loop until the connection ends,
+// or until a timed-out handler's answer hands the connection to a new
+// goroutine.
 func (c *stdConn) loop() {
-	srv := c.srv
-	var cause error
-	handedOver := false
-	defer func() {
-		if !handedOver {
-			c.end(cause)
-		}
-	}()
-	for {
-		v, f, n, need, err := c.next(c.buf)
-		switch v {
-		case vRefuse:
-			c.enter(phaseWriting)
-			if c.write(c.refusal(c.x, c.buf, err)) {
-				c.linger()
-			}
-			return
-		case vEmpty, vPartial:
-			if c.lc.await(v, srv.closed.Load(), unixNow) {
-				return
-			}
-			if cause = c.fill(need); cause != nil {
-				return
-			}
-			continue
-		}
-		c.enter(phaseDispatched)
-		c.ctx.arm()
-		c.x.cur = f
-		c.curLen = n
-		x := c.x
-		r := c.dispatch(x, f)
-		if r.answered {
-			// The handler overran its timeout: the timer answered for it
-			// and a new goroutine serves the connection now.
-			handedOver = true
-			return
-		}
-		peerGone := c.stopWatch()
-		c.enter(phaseWriting)
-		vec := c.frame(c.x, f, r)
-		srv.stats.answered(c.id, r.status, n, vecLen(vec))
-		if c.srv.halt.Load() || !c.write(vec) || peerGone {
-			return
-		}
-		// The answer has been written whole.
-		if c.lc.answered(false, r.closes, unixNow()) == phaseLingering {
-			c.linger()
-			return
-		}
-		c.consume(n, r.abandoned)
-		c.lastUnsent = -1
+	if c.decode(stdSource{c}, &c.lc, unixNow) == stepClose {
+		c.end(c.cause)
 	}
+}
+
+// stdSource is a std connection's side of the decode loop: its read
+// buffer, filled by blocking reads; frames are answered on the
+// connection's goroutine.
+type stdSource struct{ *stdConn }
+
+func (c stdSource) inbound() []byte { return c.buf }
+
+func (c stdSource) more(_ verdict, _ []byte, need int) step {
+	if c.cause = c.fill(need); c.cause != nil {
+		return stepClose
+	}
+	return stepNext
+}
+
+func (c stdSource) refuse(buf []byte, err error) step {
+	c.enter(phaseWriting)
+	if c.write(c.refusal(c.x, buf, err)) {
+		c.linger()
+	}
+	return stepClose
+}
+
+func (c stdSource) serve(f codec.Frame, raw []byte) step {
+	srv := c.srv
+	n := len(raw)
+	c.enter(phaseDispatched)
+	c.ctx.arm()
+	c.x.cur = f
+	c.curLen = n
+	r := c.dispatch(c.x, f)
+	if r.answered {
+		// The handler overran its timeout: the timer answered for it
+		// and a new goroutine serves the connection now.
+		return stepPause
+	}
+	peerGone := c.stopWatch()
+	c.enter(phaseWriting)
+	vec := c.frame(c.x, f, r)
+	srv.stats.answered(c.id, r.status, n, vecLen(vec))
+	if srv.halt.Load() || !c.write(vec) || peerGone {
+		return stepClose
+	}
+	// The answer has been written whole.
+	if c.lc.answered(false, r.closes, unixNow()) == phaseLingering {
+		c.linger()
+		return stepClose
+	}
+	c.consume(n, r.abandoned)
+	c.lastUnsent = -1
+	return stepNext
 }
 
 // evict closes c for the inbound budget. Any goroutine.
