@@ -10,18 +10,12 @@ import (
 // connection closes. It is a small hand-made context so that an idle
 // connection costs no channel or goroutine until a handler asks for Done.
 type connContext struct {
-	mu   sync.Mutex    // guards the fields below
-	done chan struct{} // made on first Done call
-
-	// watch, when set, is called (with mu held) the first time Done is
-	// called while a request is armed: the std engine then starts
-	// watching the socket for the peer going away, which it cannot see
-	// while its goroutine runs the handler. Set once before use.
-	watch    func()
-	canceled bool        // set once by cancel: Err is context.Canceled
-	armed    bool        // a handler may run; watch not yet called for it
-	watching bool        // watch was called since the last arm
-	child    *reqContext // the timed request running, cancelled with c
+	mu       sync.Mutex    // guards the fields below
+	done     chan struct{} // made on first Done call
+	canceled bool          // set once by cancel: Err is context.Canceled
+	armed    bool          // std: a handler may run; its watcher is not started yet (stdContext)
+	watching bool          // std: the watcher was started since the last arm
+	child    *reqContext   // the timed request running, cancelled with c
 }
 
 // attach makes rc the timed request cancelled with c (nil: none).
@@ -39,10 +33,6 @@ func (c *connContext) Value(any) any               { return nil }
 func (c *connContext) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.armed && !c.canceled && c.watch != nil {
-		c.armed, c.watching = false, true
-		c.watch()
-	}
 	if c.done == nil {
 		if c.canceled {
 			return closedChan
@@ -52,7 +42,8 @@ func (c *connContext) Done() <-chan struct{} {
 	return c.done
 }
 
-// arm marks the start of a request: the next Done call starts the watch.
+// arm marks the start of a request: the next Done call through a
+// stdContext starts the watcher.
 func (c *connContext) arm() {
 	c.mu.Lock()
 	c.armed, c.watching = true, false

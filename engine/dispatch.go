@@ -54,6 +54,16 @@ func (s *session) conn(x *exchange) *ConnInfo {
 	return &x.info
 }
 
+// handlerContext is the context the handlers of x's connection receive
+// (an untimed one; a timed one gets a reqContext under it): the
+// connection's, through stdContext on the std engine.
+func (s *session) handlerContext(x *exchange) context.Context {
+	if x.std != nil {
+		return stdContext{x.std}
+	}
+	return &s.ctx
+}
+
 // exchange is the scratch state of one request: the Request handed to the
 // handler, the answer's header and MAC buffers, and a MAC with its own hash
 // state. The std engine keeps one per connection; the reactor takes one
@@ -168,7 +178,7 @@ func (s *session) dispatch(x *exchange, f codec.Frame) result {
 		return s.refuse(codec.StatusPayloadTooLarge, []byte(le.Reason()))
 	}
 	to := e.timeout()
-	if !e.acquire(&s.ctx, x.canWait, srv.cfg.QueueTimeout) {
+	if !e.acquire(s.handlerContext(x), x.canWait, srv.cfg.QueueTimeout) {
 		return s.busyResult()
 	}
 	if to > 0 {
@@ -182,7 +192,7 @@ func (s *session) dispatch(x *exchange, f codec.Frame) result {
 		return s.finish(e, s.dispatchTimeout(x, e, f, to))
 	}
 	x.req = Request{Name: e.name, Seq: f.Seq, Payload: f.Payload, Conn: s.conn(x)}
-	st, p := s.call(&s.ctx, e, &x.req)
+	st, p := s.call(s.handlerContext(x), e, &x.req)
 	x.req = Request{}
 	return s.finish(e, result{status: st, payload: p})
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"runtime"
@@ -584,14 +585,14 @@ type rconn struct {
 	hold holding
 	gc   gnet.Conn // its Fd is the socket: constant until gnet releases the conn
 
-	in       *bytebufferpool.ByteBuffer // frame bytes owned by this conn: accumulating while idle, or in flight
-	x        *exchange                  // the request in flight, nil when idle
-	progress int                        // loop only: writing, the unsent answer bytes at the last look; lingering, the bytes discarded
-	tls      *rtls                      // nil without TLS
+	in  *bytebufferpool.ByteBuffer // frame bytes owned by this conn: accumulating while idle, or in flight
+	x   *exchange                  // the request in flight, nil when idle
+	tls *rtls                      // nil without TLS
 
 	wmu sync.Mutex // guards orphaned, rtls's flushing and outPending, and the setting of gone; held during a direct write
 
 	state      atomic.Int32
+	progress   int32       // loop only: writing, the unsent answer at the last look, in progressUnits; lingering, the bytes discarded
 	gone       atomic.Bool // closed (set under wmu); the wheel drops it
 	orphaned   bool        // after a half-close: the transport's orphans hold a duplicate descriptor to answer on
 	unanswered bool        // a worker owns a request whose answer it has not yet written
@@ -608,6 +609,16 @@ func (rc *rconn) dueAt(now int64) int64 {
 		dl = min(dl, since+int64(handshakeSilence))
 	}
 	return dl
+}
+
+// progressUnit is the granularity of write progress: an answer whose
+// unsent part has not shrunk by a unit since the last look has not moved
+// (a unit, not a byte, so that the count fits 32 bits for any answer).
+const progressUnit = 16
+
+// unsentUnits is n unsent bytes in progressUnits, rounded up.
+func unsentUnits(n int) int32 {
+	return int32(min((n+progressUnit-1)/progressUnit, math.MaxInt32))
 }
 
 // bigAnswer is the answer size above which the loop watches the kernel's
@@ -662,11 +673,11 @@ func (rc *rconn) check() (act gnet.Action, stop bool) {
 				return rc.startLinger(now), true
 			}
 			p = phaseIdle
-		case unsent < rc.progress:
-			rc.progress = unsent
+		case unsentUnits(unsent) < rc.progress:
+			rc.progress = unsentUnits(unsent)
 			rc.lc.progress(now)
 		default:
-			rc.progress = unsent
+			rc.progress = unsentUnits(unsent)
 		}
 	}
 	if rc.dueAt(now) <= now {
@@ -704,7 +715,7 @@ func (rc *rconn) startLinger(now int64) gnet.Action {
 func (rc *rconn) discardLinger() gnet.Action {
 	n := rc.gc.InboundBuffered()
 	rc.gc.Discard(n)
-	if rc.progress += n; rc.progress >= lingerBytes {
+	if rc.progress = int32(min(int(rc.progress)+n, lingerBytes)); rc.progress >= lingerBytes {
 		return gnet.Close
 	}
 	return gnet.None
@@ -931,7 +942,7 @@ func (rc *rconn) sent(closes bool, size int) gnet.Action {
 		// ones leave at once; they cost no system call.)
 		unsent += unsentBytes(rc.gc.Fd())
 	}
-	rc.progress = unsent
+	rc.progress = unsentUnits(unsent)
 	if rc.lc.answered(unsent > 0, closes, now) == phaseLingering {
 		return rc.startLinger(now)
 	}

@@ -561,7 +561,7 @@ func (rc *rconn) tlsSent(closes bool) bool {
 	rc.wmu.Unlock()
 	now := rc.srv.rt.wheel.now.Load()
 	rc.closeAfter = closes
-	rc.progress = math.MaxInt
+	rc.progress = math.MaxInt32
 	// A closing answer waits in writing for its ciphertext to leave;
 	// check then lingers.
 	return rc.lc.answered(queued || closes, closes, now) == phaseWriting

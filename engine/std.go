@@ -157,7 +157,6 @@ func (c *stdConn) serve() {
 	}
 	c.x = c.newExchange()
 	c.buf = make([]byte, 0, stdReadBuf)
-	c.ctx.watch = c.startWatch
 	c.enter(phaseIdle)
 	c.loop()
 }
@@ -284,6 +283,28 @@ func (c *stdConn) consume(n int, abandoned bool) {
 		c.buf = c.buf[:rest]
 	}
 	c.srv.budget.set(&c.hold, int64(len(c.buf)), c)
+}
+
+// stdContext is the context a std connection's handlers receive: the
+// connection's (connContext), except that the first Done call while a
+// handler runs starts the watcher, which cancels it if the peer goes away:
+// the connection's goroutine, running the handler, cannot see that.
+type stdContext struct{ c *stdConn }
+
+func (s stdContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (s stdContext) Err() error                  { return s.c.ctx.Err() }
+func (s stdContext) Value(any) any               { return nil }
+func (s stdContext) String() string              { return "petrel.connContext" }
+
+func (s stdContext) Done() <-chan struct{} {
+	cc := &s.c.ctx
+	cc.mu.Lock()
+	if cc.armed && !cc.canceled {
+		cc.armed, cc.watching = false, true
+		s.c.startWatch()
+	}
+	cc.mu.Unlock()
+	return cc.Done()
 }
 
 // startWatch starts the watcher. It runs with c.ctx.mu held, on whichever

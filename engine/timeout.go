@@ -47,7 +47,7 @@ type timedState struct {
 func (s *session) runTimed(x *exchange, e entry, req *Request, d time.Duration) (r result, abandoned bool) {
 	ts := &x.timed
 	ts.canWait = x.canWait
-	ts.ctx.reset(&s.ctx, time.Now().Add(d))
+	ts.ctx.reset(&s.ctx, x.std, time.Now().Add(d))
 	ts.state.Store(timedRunning)
 	if ts.timer == nil {
 		ts.timer = time.AfterFunc(d, func() { s.expire(x) })
@@ -123,14 +123,15 @@ func (x *exchange) answerTimedOut(r result) {
 type reqContext struct {
 	mu       sync.Mutex // guards the fields below
 	parent   *connContext
+	std      *stdConn // std: the connection, whose watcher the first Done starts (stdContext)
 	deadline time.Time
 	done     chan struct{} // made on first Done
 	err      error
 }
 
-func (c *reqContext) reset(parent *connContext, deadline time.Time) {
+func (c *reqContext) reset(parent *connContext, std *stdConn, deadline time.Time) {
 	c.mu.Lock()
-	c.parent, c.deadline, c.done, c.err = parent, deadline, nil, nil
+	c.parent, c.std, c.deadline, c.done, c.err = parent, std, deadline, nil, nil
 	c.mu.Unlock()
 	parent.attach(c)
 	if parent.Err() != nil {
@@ -166,8 +167,8 @@ func (c *reqContext) Deadline() (time.Time, bool) {
 }
 
 func (c *reqContext) Done() <-chan struct{} {
-	if c.parent != nil {
-		c.parent.Done() // std: start watching for the peer going away
+	if c.std != nil {
+		stdContext{c.std}.Done() // start watching for the peer going away
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
