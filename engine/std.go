@@ -454,11 +454,24 @@ func (c *stdConn) write(v [][]byte) bool {
 		if isTimeout(err) {
 			c.srv.stats.timedOut.Add(1)
 			c.srv.logRated("timeout", slog.LevelInfo, "petrel: write timed out", "conn", c.id)
+			resetOnClose(c.nc)
 		}
 		c.srv.log.Debug("petrel: write error", "conn", c.id, "status", int(codec.StatusWriteError), "err", err)
 		return false
 	}
 	return true
+}
+
+// resetOnClose makes closing nc reset a TCP connection (also under TLS),
+// as the reactor does: an answer torn by the write timeout must not look
+// like a clean close to the peer.
+func resetOnClose(nc net.Conn) {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
 }
 
 func (c *stdConn) setWriteDeadline() {
