@@ -529,3 +529,111 @@ func TestNonBlockingOnPoolServer(t *testing.T) {
 	c := dial(t, srv)
 	c.expect("name", nil, codec.StatusOK, []byte("name")) // on the loop
 }
+
+// A frame whose first part the reactor has begun collecting, and whose
+// rest arrives while the drain begins, was read whole before the close:
+// it is answered. The only event loop is held by a handler on the loop
+// (inline, or NonBlocking on the pool) while the rest arrives and the
+// drain begins, so the loop sees both at once. (Std has no loop to hold:
+// its goroutine reads the rest as it arrives, or the drain finds it
+// unread.)
+func TestShutdownAnswersCollectedFrame(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			if v.kind != engine.Reactor {
+				t.Skip("the reactor's collecting path")
+			}
+			started, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			handlers := testHandlers()
+			handlers["hold"] = func(context.Context, *engine.Request) (uint16, []byte, error) {
+				started <- struct{}{}
+				<-release
+				return 200, nil, nil
+			}
+			e := env{v, "tcp"}
+			srv := e.listen(t, engine.Config{EventLoops: 1, Handlers: handlers, ReadTimeout: time.Minute,
+				HandlerOptions: map[string]engine.HandlerOptions{"hold": {NonBlocking: true}}})
+			t.Cleanup(func() { once.Do(func() { close(release) }) })
+			a := dial(t, srv)
+			payload := bytes.Repeat([]byte("c"), 2000)
+			frame, _ := codec.AppendFrame(nil, codec.Frame{Seq: 7, Request: []byte("echo"), Payload: payload}, nil)
+			if err := a.writeRaw(frame[:1000]); err != nil {
+				t.Fatal(err)
+			}
+			testnet.WaitFor(t, ioTimeout, "the first part to be buffered", func() bool {
+				return srv.Stats().Buffered >= 1000
+			})
+			b := dial(t, srv)
+			b.send("hold", nil)
+			<-started
+			if err := a.writeRaw(frame[1000:]); err != nil {
+				t.Fatal(err)
+			}
+			shut := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				shut <- srv.Shutdown(ctx)
+			}()
+			testnet.WaitFor(t, ioTimeout, "the drain to begin", func() bool {
+				c, err := net.DialTimeout("tcp", srv.AddrString(), time.Second)
+				if err == nil {
+					c.Close()
+				}
+				return err != nil
+			})
+			once.Do(func() { close(release) })
+			f, err := a.recvErr()
+			if err != nil {
+				t.Fatalf("a frame read whole before the close was not answered: %v", err)
+			}
+			if f.Seq != 7 || f.Status != codec.StatusOK || !bytes.Equal(f.Payload, payload) {
+				t.Fatalf("answer: seq %d, status %d, %d bytes", f.Seq, f.Status, len(f.Payload))
+			}
+			b.recv()
+			if err := testnet.RecvOrFail(t, shut, 2*ioTimeout, "Shutdown"); err != nil {
+				t.Fatalf("Shutdown = %v", err)
+			}
+		})
+	}
+}
+
+// A client that shuts its write side after its request and then never
+// reads: the answer still goes out (on the reactor, on the duplicate
+// descriptor of a half-closed connection), and when the write timeout cuts
+// it short the client sees a reset, not a clean EOF, as on a connection
+// that never half-closed.
+func TestWriteTimeoutHalfClosed(t *testing.T) {
+	forEachTCP(t, func(t *testing.T, e env) {
+		if !e.blocking() {
+			t.Skip("the handler waits for the FIN, which its own loop reads")
+		}
+		handlers := testHandlers()
+		handlers["echoAfterFIN"] = func(ctx context.Context, req *engine.Request) (uint16, []byte, error) {
+			<-ctx.Done() // cancelled when the server reads the FIN
+			return 200, req.Payload, nil
+		}
+		srv := e.listen(t, engine.Config{Handlers: handlers, WriteTimeout: 300 * time.Millisecond, MaxPayload: 32 << 20})
+		c := dial(t, srv)
+		big := bytes.Repeat([]byte("h"), 16<<20)
+		c.send("echoAfterFIN", big)
+		if err := c.nc.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		testnet.WaitFor(t, ioTimeout, "the write timeout to close the connection", func() bool {
+			return srv.Stats().OpenConns == 0
+		})
+		c.nc.SetReadDeadline(time.Now().Add(ioTimeout))
+		n, err := io.Copy(io.Discard, c.nc)
+		if n >= int64(len(big)) {
+			t.Fatalf("got %d bytes, want a torn answer", n)
+		}
+		if err == nil {
+			t.Errorf("torn answer ended with a clean EOF after %d bytes, want a reset", n)
+		}
+		if st := srv.Stats(); st.TimedOut == 0 {
+			t.Errorf("TimedOut = 0 (%+v)", st)
+		}
+	})
+}

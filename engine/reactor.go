@@ -369,6 +369,11 @@ func (rc *rconn) finishOrphan(v [][]byte) {
 					nc.SetWriteDeadline(time.Now().Add(d))
 				}
 				if _, err := nc.Write(b[:k]); err != nil {
+					if isTimeout(err) {
+						t.srv.stats.timedOut.Add(1)
+						t.srv.logRated("timeout", slog.LevelInfo, "petrel: write timed out", "conn", rc.id)
+						resetOnClose(nc) // a torn answer must not look like a clean close
+					}
 					b = nil
 					v = nil
 					break
@@ -574,7 +579,7 @@ func (t *reactorTransport) expireQueued(now int64) {
 // the duration of a direct write to fd. An idle connection holds no buffer
 // and no exchange: only this struct and gnet's.
 //
-// Every idle connection has one, so it is kept to 176 bytes (a size class;
+// Every idle connection has one, so it is kept to 160 bytes (a size class;
 // pinned by TestRconnSize): what a handler's ConnInfo is made from is read
 // from gnet's connection when a request is handed on, a half-closed
 // connection's duplicate descriptor lives in the transport's orphans, and
@@ -733,10 +738,31 @@ func (rc *rconn) markPending() bool {
 	return rc.state.CompareAndSwap(stateBusy, stateBusyPending) || rc.state.Load() == stateBusyPending
 }
 
-// process decodes and serves buffered frames through the decode loop.
-// Loop goroutine only, with state idle and no answer being sent.
+// process decodes and serves buffered frames through the decode loop,
+// after moving what has arrived of a frame collecting in rc.in there: a
+// frame these bytes complete was read whole, and is answered also when
+// the server is draining. Loop goroutine only, with state idle and no
+// answer being sent.
 func (rc *rconn) process() gnet.Action {
+	if rc.in != nil && !rc.collect() {
+		return gnet.Close
+	}
 	return gnetAction(rc.decode(plainSource{rc}, &rc.lc, rc.srv.rt.clock))
+}
+
+// collect copies into rc.in what gnet holds of the frame collecting there
+// (its header, parsed again, says how much is missing). It reports false
+// when that takes the connection over the inbound budget. Loop goroutine.
+func (rc *rconn) collect() bool {
+	_, _, _, need, _ := rc.next(rc.in.B)
+	got, _ := rc.gc.Peek(-1)
+	take := min(len(got), need)
+	if take == 0 {
+		return true
+	}
+	rc.in.B = append(rc.in.B, got[:take]...)
+	rc.gc.Discard(take)
+	return !rc.charge(int64(len(rc.in.B)))
 }
 
 // gnetAction is what OnTraffic returns after the decode loop's step.
@@ -768,18 +794,9 @@ func (rc plainSource) more(v verdict, buf []byte, need int) step {
 		rc.charge(0)
 		return stepPause
 	case rc.in != nil:
-		// A frame is collecting in rc.in: copy what has arrived since.
-		got, _ := c.Peek(-1)
-		take := min(len(got), need)
-		if take == 0 {
-			return stepPause
-		}
-		rc.in.B = append(rc.in.B, got[:take]...)
-		c.Discard(take)
-		if rc.charge(int64(len(rc.in.B))) {
-			return stepClose
-		}
-		return stepNext
+		// A frame is collecting in rc.in, and process has moved there
+		// all that has arrived of it.
+		return stepPause
 	case len(buf) >= codec.HeaderLen && len(buf) >= codec.HeaderLen+int(buf[6]):
 		// The header and request text are here and the frame is within
 		// its limit: collect the rest in our own buffer.
