@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/petrel-rpc/petrel/codec"
+	"github.com/petrel-rpc/petrel/engine/internal/lifecycle"
 )
 
 // reactorAvailable reports whether this platform has the reactor engine.
@@ -43,7 +44,7 @@ type reactorTransport struct {
 	gnet.BuiltinEventEngine
 
 	srv      *Server
-	to       timeouts
+	to       lifecycle.Timeouts
 	cli      *gnet.Client
 	enrollWG sync.WaitGroup // goroutines enrolling an accepted socket
 	pool     *ants.Pool     // nil in inline mode
@@ -113,7 +114,7 @@ func newReactorTransport(srv *Server) (*reactorTransport, error) {
 	t.afterWriteFn = t.afterAsyncWrite
 	largest := codec.Header{RequestLen: codec.MaxRequestLen, PayloadLen: cfg.largestPayload()}.FrameLen(true)
 	t.backlogLimit = largest + 64<<10
-	t.tickD = tickFor(cfg.ReadTimeout, cfg.IdleTimeout, cfg.WriteTimeout, lingerTime)
+	t.tickD = tickFor(cfg.ReadTimeout, cfg.IdleTimeout, cfg.WriteTimeout, lifecycle.LingerTime)
 	t.wheel = newWheel(t.tickD, 512)
 	t.clock = t.wheel.now.Load
 	if !cfg.Inline {
@@ -248,9 +249,9 @@ func (t *reactorTransport) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	now := t.wheel.now.Load()
 	if t.srv.cfg.TLS != nil {
 		t.openTLS(rc)
-		rc.lc.enter(phaseHandshake, now)
+		rc.lc.Enter(lifecycle.Handshake, now)
 	} else {
-		rc.lc.enter(phaseIdle, now)
+		rc.lc.Enter(lifecycle.Idle, now)
 	}
 	t.srv.connOpened(&rc.session)
 	t.wheel.add(rc)
@@ -304,7 +305,7 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 		// The worker answers on the duplicate, then ends the connection.
 		return gnet.None
 	}
-	rc.lc.enter(phaseClosed, 0)
+	rc.lc.Enter(lifecycle.Closed, 0)
 	t.srv.connClosed(&rc.session, err)
 	return gnet.None
 }
@@ -365,7 +366,7 @@ func (rc *rconn) finishOrphan(v [][]byte) {
 		for _, b := range v {
 			for len(b) > 0 {
 				k := min(len(b), stdWriteChunk)
-				if d := t.to.write; d > 0 {
+				if d := t.to.Write; d > 0 {
 					nc.SetWriteDeadline(time.Now().Add(d))
 				}
 				if _, err := nc.Write(b[:k]); err != nil {
@@ -389,7 +390,7 @@ func (rc *rconn) finishOrphan(v [][]byte) {
 	t.orphanMu.Lock()
 	delete(t.orphans, rc)
 	t.orphanMu.Unlock()
-	rc.lc.enter(phaseClosed, 0)
+	rc.lc.Enter(lifecycle.Closed, 0)
 	t.srv.connClosed(&rc.session, nil)
 	t.orphanWG.Done()
 }
@@ -421,14 +422,14 @@ func (t *reactorTransport) OnTraffic(c gnet.Conn) gnet.Action {
 	if act, stop := rc.check(); stop {
 		return act
 	}
-	if rc.lc.phase() == phaseLingering {
+	if rc.lc.Phase() == lifecycle.Lingering {
 		return rc.discardLinger()
 	}
 	// gnet keeps reading while a request is in flight or answers are not
 	// being read: a client that floods pipelined frames is cut off once
 	// its backlog outgrows the next frame plus some slack, and the backlog
 	// counts against the server's inbound budget.
-	if rc.state.Load() != stateIdle || rc.lc.phase() == phaseWriting {
+	if rc.state.Load() != stateIdle || rc.lc.Phase() == lifecycle.Writing {
 		if ib := c.InboundBuffered(); ib > pipelineSlack {
 			if limit := rc.backlogAllowance(ib); ib > limit {
 				t.srv.stats.evicted.Add(1)
@@ -441,7 +442,7 @@ func (t *reactorTransport) OnTraffic(c gnet.Conn) gnet.Action {
 			return gnet.Close
 		}
 	}
-	if rc.lc.phase() == phaseWriting || rc.markPending() {
+	if rc.lc.Phase() == lifecycle.Writing || rc.markPending() {
 		return gnet.None
 	}
 	return rc.process()
@@ -586,7 +587,7 @@ func (t *reactorTransport) expireQueued(now int64) {
 // the flags share a word.
 type rconn struct {
 	session
-	lc   lifecycle
+	lc   lifecycle.State
 	hold holding
 	gc   gnet.Conn // its Fd is the socket: constant until gnet releases the conn
 
@@ -608,9 +609,9 @@ type rconn struct {
 // dueAt is when rc's lifecycle deadline passes (see also wheel.advance,
 // which wakes a connection sending an answer at every tick).
 func (rc *rconn) dueAt(now int64) int64 {
-	p, since := rc.lc.state()
-	dl := rc.srv.rt.to.deadline(p, since)
-	if p == phaseHandshake && rc.tls != nil && !rc.tls.hello.Load() {
+	p, since := rc.lc.Load()
+	dl := rc.srv.rt.to.Deadline(p, since)
+	if p == lifecycle.Handshake && rc.tls != nil && !rc.tls.hello.Load() {
 		dl = min(dl, since+int64(handshakeSilence))
 	}
 	return dl
@@ -663,8 +664,8 @@ func (rc *rconn) check() (act gnet.Action, stop bool) {
 		return gnet.Close, true
 	}
 	now := rc.srv.rt.wheel.now.Load() // the wheel's clock: no system call per event
-	p := rc.lc.phase()
-	if p == phaseWriting {
+	p := rc.lc.Phase()
+	if p == lifecycle.Writing {
 		ob := rc.gc.OutboundBuffered()
 		if rc.tls != nil {
 			ob += rc.tls.pipe.pending()
@@ -674,13 +675,13 @@ func (rc *rconn) check() (act gnet.Action, stop bool) {
 		unsent := ob + unsentBytes(rc.gc.Fd())
 		switch {
 		case unsent == 0:
-			if rc.lc.answered(false, rc.closeAfter, now) == phaseLingering {
+			if rc.lc.Answered(false, rc.closeAfter, now) == lifecycle.Lingering {
 				return rc.startLinger(now), true
 			}
-			p = phaseIdle
+			p = lifecycle.Idle
 		case unsentUnits(unsent) < rc.progress:
 			rc.progress = unsentUnits(unsent)
-			rc.lc.progress(now)
+			rc.lc.Progress(now)
 		default:
 			rc.progress = unsentUnits(unsent)
 		}
@@ -689,13 +690,13 @@ func (rc *rconn) check() (act gnet.Action, stop bool) {
 		rc.srv.stats.timedOut.Add(1)
 		rc.srv.logRated("timeout", slog.LevelInfo, "petrel: connection timed out", "conn", rc.id,
 			"remote", rc.remote, "phase", p.String())
-		if p == phaseWriting {
+		if p == lifecycle.Writing {
 			// A torn answer must not look like a clean close: reset.
 			_ = rc.gc.SetLinger(0)
 		}
 		return gnet.Close, true
 	}
-	if rc.srv.closed.Load() && closesWhenDraining(p) && rc.state.Load() == stateIdle &&
+	if rc.srv.closed.Load() && lifecycle.ClosesWhenDraining(p) && rc.state.Load() == stateIdle &&
 		rc.tls == nil && rc.gc.InboundBuffered() == 0 {
 		// Nothing read is left unanswered. (With bytes buffered, the
 		// decoder serves the frames already here and closes after them.)
@@ -712,7 +713,7 @@ func (rc *rconn) startLinger(now int64) gnet.Action {
 	if unix.Shutdown(rc.gc.Fd(), unix.SHUT_WR) != nil {
 		return gnet.Close
 	}
-	rc.lc.enter(phaseLingering, now)
+	rc.lc.Enter(lifecycle.Lingering, now)
 	return rc.discardLinger()
 }
 
@@ -720,7 +721,7 @@ func (rc *rconn) startLinger(now int64) gnet.Action {
 func (rc *rconn) discardLinger() gnet.Action {
 	n := rc.gc.InboundBuffered()
 	rc.gc.Discard(n)
-	if rc.progress = int32(min(int(rc.progress)+n, lingerBytes)); rc.progress >= lingerBytes {
+	if rc.progress = int32(min(int(rc.progress)+n, lifecycle.LingerBytes)); rc.progress >= lifecycle.LingerBytes {
 		return gnet.Close
 	}
 	return gnet.None
@@ -747,14 +748,14 @@ func (rc *rconn) process() gnet.Action {
 	if rc.in != nil && !rc.collect() {
 		return gnet.Close
 	}
-	return gnetAction(rc.decode(plainSource{rc}, &rc.lc, rc.srv.rt.clock))
+	return gnetAction(lifecycle.Decode(&rc.session, plainSource{rc}, &rc.lc, &rc.srv.closed, rc.srv.rt.clock))
 }
 
 // collect copies into rc.in what gnet holds of the frame collecting there
 // (its header, parsed again, says how much is missing). It reports false
 // when that takes the connection over the inbound budget. Loop goroutine.
 func (rc *rconn) collect() bool {
-	_, _, _, need, _ := rc.next(rc.in.B)
+	_, _, _, need, _ := rc.Next(rc.in.B)
 	got, _ := rc.gc.Peek(-1)
 	take := min(len(got), need)
 	if take == 0 {
@@ -766,8 +767,8 @@ func (rc *rconn) collect() bool {
 }
 
 // gnetAction is what OnTraffic returns after the decode loop's step.
-func gnetAction(st step) gnet.Action {
-	if st == stepClose {
+func gnetAction(st lifecycle.Step) gnet.Action {
+	if st == lifecycle.Close {
 		return gnet.Close
 	}
 	return gnet.None
@@ -779,7 +780,7 @@ func gnetAction(st step) gnet.Action {
 // not re-assembled per read. Loop goroutine.
 type plainSource struct{ *rconn }
 
-func (rc plainSource) inbound() []byte {
+func (rc plainSource) Inbound() []byte {
 	if rc.in != nil {
 		return rc.in.B
 	}
@@ -787,16 +788,16 @@ func (rc plainSource) inbound() []byte {
 	return buf
 }
 
-func (rc plainSource) more(v verdict, buf []byte, need int) step {
+func (rc plainSource) More(v lifecycle.Verdict, buf []byte, need int) lifecycle.Step {
 	c := rc.gc
 	switch {
-	case v == vEmpty:
+	case v == lifecycle.Empty:
 		rc.charge(0)
-		return stepPause
+		return lifecycle.Pause
 	case rc.in != nil:
 		// A frame is collecting in rc.in, and process has moved there
 		// all that has arrived of it.
-		return stepPause
+		return lifecycle.Pause
 	case len(buf) >= codec.HeaderLen && len(buf) >= codec.HeaderLen+int(buf[6]):
 		// The header and request text are here and the frame is within
 		// its limit: collect the rest in our own buffer.
@@ -806,14 +807,14 @@ func (rc plainSource) more(v verdict, buf []byte, need int) step {
 		buf = rc.in.B
 	}
 	if rc.charge(int64(len(buf))) {
-		return stepClose
+		return lifecycle.Close
 	}
-	return stepPause
+	return lifecycle.Pause
 }
 
-func (rc plainSource) refuse(buf []byte, err error) step {
+func (rc plainSource) Refuse(buf []byte, err error) lifecycle.Step {
 	if !rc.writeRefusal(buf, err) {
-		return stepPause // gnet closed it; OnClose released rc.in
+		return lifecycle.Pause // gnet closed it; OnClose released rc.in
 	}
 	if rc.in != nil {
 		// Only a handler registered since the frame began can change its
@@ -828,11 +829,11 @@ func (rc plainSource) refuse(buf []byte, err error) step {
 
 // stepOf is the decode loop's step for an action of sent: close, or
 // pause (the answer is still leaving, or the connection lingers).
-func stepOf(act gnet.Action) step {
+func stepOf(act gnet.Action) lifecycle.Step {
 	if act == gnet.Close {
-		return stepClose
+		return lifecycle.Close
 	}
-	return stepPause
+	return lifecycle.Pause
 }
 
 // serve answers f, whose bytes are raw (rc.in when the frame collected
@@ -840,7 +841,7 @@ func stepOf(act gnet.Action) step {
 // answer) it answers at once and goes on to the next frame while the
 // answer has left; otherwise it hands f to a worker (copying it out of
 // gnet's buffer first, and discarding it there).
-func (rc plainSource) serve(f codec.Frame, raw []byte) step {
+func (rc plainSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	srv := rc.srv
 	c := rc.gc
 	owned := rc.in != nil
@@ -857,7 +858,7 @@ func (rc plainSource) serve(f codec.Frame, raw []byte) step {
 		if werr != nil {
 			// gnet has closed the connection inside Writev: OnClose ran
 			// and released rc.in.
-			return stepPause
+			return lifecycle.Pause
 		}
 		if owned {
 			bytebufferpool.Put(rc.in)
@@ -865,22 +866,22 @@ func (rc plainSource) serve(f codec.Frame, raw []byte) step {
 		} else {
 			c.Discard(len(raw))
 		}
-		if act := rc.sent(r.closes, size); act != gnet.None || rc.lc.phase() != phaseIdle {
+		if act := rc.sent(r.closes, size); act != gnet.None || rc.lc.Phase() != lifecycle.Idle {
 			return stepOf(act)
 		}
-		return stepNext
+		return lifecycle.Continue
 	}
 	if !owned {
 		rc.in = bytebufferpool.Get()
 		rc.in.B = append(rc.in.B[:0], raw...)
 		c.Discard(len(raw))
-		_, f, _, _, _ = rc.next(rc.in.B)
+		_, f, _, _, _ = rc.Next(rc.in.B)
 	}
 	x := srv.getExchange()
 	x.canWait = true
 	rc.direct = c.OutboundBuffered() == 0
 	rc.handOff(x, f, pending)
-	return stepPause
+	return lifecycle.Pause
 }
 
 // writeRefusal writes the library's refusal of the frame whose bytes so
@@ -907,7 +908,7 @@ func (rc *rconn) onLoop(f codec.Frame) (onLoop, nonBlocking bool) {
 func (rc *rconn) answerOnLoop(x *exchange, f codec.Frame, nonBlocking bool, n int) (result, [][]byte) {
 	x.canWait = false
 	rc.describe(x)
-	rc.lc.enter(phaseDispatched, rc.srv.rt.wheel.now.Load())
+	rc.lc.Enter(lifecycle.Dispatched, rc.srv.rt.wheel.now.Load())
 	var r result
 	if rc.srv.rt.pool != nil && !nonBlocking {
 		r = rc.busyResult()
@@ -929,11 +930,11 @@ const pipelineSlack = 256 << 10
 // goroutine.
 func (rc *rconn) backlogAllowance(ib int) int {
 	head, _ := rc.gc.Peek(min(ib, codec.HeaderLen+codec.MaxRequestLen))
-	v, _, n, need, _ := rc.next(head)
+	v, _, n, need, _ := rc.Next(head)
 	switch v {
-	case vFrame:
+	case lifecycle.Whole:
 		return n + pipelineSlack
-	case vPartial:
+	case lifecycle.Partial:
 		return len(head) + need + pipelineSlack
 	}
 	return pipelineSlack // refused once it is decoded
@@ -960,7 +961,7 @@ func (rc *rconn) sent(closes bool, size int) gnet.Action {
 		unsent += unsentBytes(rc.gc.Fd())
 	}
 	rc.progress = unsentUnits(unsent)
-	if rc.lc.answered(unsent > 0, closes, now) == phaseLingering {
+	if rc.lc.Answered(unsent > 0, closes, now) == lifecycle.Lingering {
 		return rc.startLinger(now)
 	}
 	return gnet.None
@@ -973,7 +974,7 @@ func (rc *rconn) handOff(x *exchange, f codec.Frame, pending bool) {
 	x.cur = f
 	rc.describe(x)
 	rc.x = x
-	rc.lc.enter(phaseDispatched, rc.srv.rt.wheel.now.Load())
+	rc.lc.Enter(lifecycle.Dispatched, rc.srv.rt.wheel.now.Load())
 	// No lock: OnClose, which reads it, runs on this same loop goroutine,
 	// and the worker that clears it (under wmu) starts after this.
 	rc.unanswered = true
@@ -1168,7 +1169,7 @@ func (rc *rconn) release() {
 // connection becomes idle, and the loop is woken if frames wait in its
 // buffer or the server is draining.
 func (rc *rconn) finish() {
-	rc.lc.enter(phaseIdle, rc.srv.rt.wheel.now.Load())
+	rc.lc.Enter(lifecycle.Idle, rc.srv.rt.wheel.now.Load())
 	if old := rc.state.Swap(stateIdle); old == stateBusyPending || rc.srv.closed.Load() {
 		rc.srv.rt.wake(rc)
 	}

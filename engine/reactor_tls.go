@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/petrel-rpc/petrel/codec"
+	"github.com/petrel-rpc/petrel/engine/internal/lifecycle"
 )
 
 // TLS on the reactor: see the package documentation for the design.
@@ -113,7 +114,7 @@ func (p *tlsPipe) Write(b []byte) (int, error) {
 		// Half-closed while a worker answered: finish on the duplicate.
 		rc.wmu.Unlock()
 		nc := rc.srv.rt.orphan(rc)
-		if d := rc.srv.rt.to.write; d > 0 {
+		if d := rc.srv.rt.to.Write; d > 0 {
 			nc.SetWriteDeadline(time.Now().Add(d))
 		}
 		return nc.Write(b)
@@ -251,7 +252,7 @@ func (rc *rconn) processTLS() gnet.Action {
 	var act gnet.Action
 	if a, stop := rc.check(); stop {
 		act = a
-	} else if rc.lc.phase() == phaseLingering {
+	} else if rc.lc.Phase() == lifecycle.Lingering {
 		act = rc.discardLinger()
 	} else {
 		act = rc.trafficTLS()
@@ -293,7 +294,7 @@ func (rc *rconn) processTLS() gnet.Action {
 	if act == gnet.None && x.failed.Load() {
 		act = gnet.Close
 	}
-	if act == gnet.None && rc.state.Load() == stateIdle && rc.lc.phase() == phaseWriting {
+	if act == gnet.None && rc.state.Load() == stateIdle && rc.lc.Phase() == lifecycle.Writing {
 		// The flush may have finished the answer: look again.
 		if a, stop := rc.check(); stop {
 			act = a
@@ -336,7 +337,7 @@ func (rc *rconn) trafficTLS() gnet.Action {
 			return gnet.None // woken when its address frees a slot
 		}
 		x.started.Store(true)
-		rc.lc.enter(phaseHandshake, t.wheel.now.Load())
+		rc.lc.Enter(lifecycle.Handshake, t.wheel.now.Load())
 		t.hsWG.Add(1)
 		go rc.handshake()
 	}
@@ -346,7 +347,7 @@ func (rc *rconn) trafficTLS() gnet.Action {
 		}
 		return gnet.None
 	}
-	if rc.lc.phase() == phaseWriting || rc.markPending() {
+	if rc.lc.Phase() == lifecycle.Writing || rc.markPending() {
 		return gnet.None
 	}
 	return rc.decodeTLS()
@@ -484,7 +485,7 @@ func (rc *rconn) handshake() {
 	st := x.conn.ConnectionState()
 	x.state = &st
 	x.pipe.stopBlocking()
-	rc.lc.enter(phaseIdle, t.wheel.now.Load())
+	rc.lc.Enter(lifecycle.Idle, t.wheel.now.Load())
 	x.established.Store(true)
 	// The first request often arrived with the client's Finished and sits
 	// inside crypto/tls already: no socket event will come for it.
@@ -499,39 +500,39 @@ func (rc *rconn) handshake() {
 // done.
 func (rc *rconn) decodeTLS() gnet.Action {
 	rc.drainTLS()
-	return gnetAction(rc.decode(tlsSource{rc}, &rc.lc, rc.srv.rt.clock))
+	return gnetAction(lifecycle.Decode(&rc.session, tlsSource{rc}, &rc.lc, &rc.srv.closed, rc.srv.rt.clock))
 }
 
 // tlsSource is a TLS reactor connection's side of the decode loop: the
 // plaintext crypto/tls has produced, decoded in place. Loop goroutine.
 type tlsSource struct{ *rconn }
 
-func (rc tlsSource) inbound() []byte { return rc.tls.plain[rc.tls.plainOff:] }
+func (rc tlsSource) Inbound() []byte { return rc.tls.plain[rc.tls.plainOff:] }
 
-func (rc tlsSource) more(v verdict, buf []byte, _ int) step {
-	if v == vEmpty {
+func (rc tlsSource) More(v lifecycle.Verdict, buf []byte, _ int) lifecycle.Step {
+	if v == lifecycle.Empty {
 		rc.tls.releasePlain()
 		rc.charge(0)
 	} else if rc.charge(int64(len(buf))) {
-		return stepClose
+		return lifecycle.Close
 	}
 	if rc.tls.peerEOF {
-		return stepClose // nothing more will come
+		return lifecycle.Close // nothing more will come
 	}
-	return stepPause
+	return lifecycle.Pause
 }
 
-func (rc tlsSource) refuse(buf []byte, err error) step {
+func (rc tlsSource) Refuse(buf []byte, err error) lifecycle.Step {
 	x := rc.tls
 	ex := rc.srv.getExchange()
 	rc.writeTLS(rc.refusal(ex, buf, err))
 	rc.srv.putExchange(ex)
 	x.plainOff = len(x.plain)
 	rc.tlsSent(true)
-	return stepPause
+	return lifecycle.Pause
 }
 
-func (rc tlsSource) serve(f codec.Frame, raw []byte) step {
+func (rc tlsSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	x := rc.tls
 	srv := rc.srv
 	x.plainOff += len(raw)
@@ -541,14 +542,14 @@ func (rc tlsSource) serve(f codec.Frame, raw []byte) step {
 		rc.writeTLS(vec)
 		srv.putExchange(ex)
 		if rc.tlsSent(r.closes) {
-			return stepPause
+			return lifecycle.Pause
 		}
-		return stepNext
+		return lifecycle.Continue
 	}
 	ex := srv.getExchange()
 	ex.canWait = true
 	rc.handOff(ex, f, x.plainOff < len(x.plain) || x.peerEOF)
-	return stepPause
+	return lifecycle.Pause
 }
 
 // tlsSent moves the connection on after an answer was encrypted: to
@@ -564,7 +565,7 @@ func (rc *rconn) tlsSent(closes bool) bool {
 	rc.progress = math.MaxInt32
 	// A closing answer waits in writing for its ciphertext to leave;
 	// check then lingers.
-	return rc.lc.answered(queued || closes, closes, now) == phaseWriting
+	return rc.lc.Answered(queued || closes, closes, now) == lifecycle.Writing
 }
 
 // drainTLS moves all the plaintext crypto/tls can produce now into plain,

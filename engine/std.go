@@ -11,15 +11,16 @@ import (
 	"time"
 
 	"github.com/petrel-rpc/petrel/codec"
+	"github.com/petrel-rpc/petrel/engine/internal/lifecycle"
 )
 
 // stdTransport is the baseline engine: a goroutine per connection on the
 // standard library's net package. Its connections follow the shared
-// lifecycle (lifecycle.go): every read and write deadline comes from the
+// lifecycle (engine/internal/lifecycle): every read and write deadline comes from the
 // connection's phase.
 type stdTransport struct {
 	srv *Server
-	to  timeouts
+	to  lifecycle.Timeouts
 
 	mu    sync.Mutex            // guards conns
 	conns map[*stdConn]struct{} // open connections
@@ -100,7 +101,7 @@ func (t *stdTransport) close(bound time.Duration) error {
 // stdConn is one connection of the std engine, served by one goroutine.
 type stdConn struct {
 	session
-	lc   lifecycle
+	lc   lifecycle.State
 	hold holding
 	x    *exchange
 	t    *stdTransport
@@ -135,14 +136,14 @@ const (
 	stdWriteChunk  = 64 << 10 // each chunk is written under a fresh write deadline
 )
 
-func (c *stdConn) enter(p phase) { c.lc.enter(p, time.Now().UnixNano()) }
+func (c *stdConn) enter(p lifecycle.Phase) { c.lc.Enter(p, time.Now().UnixNano()) }
 
 // serve is the connection's goroutine: the TLS handshake, then loop.
 func (c *stdConn) serve() {
 	srv := c.srv
 	if tc, ok := c.nc.(*tls.Conn); ok {
-		c.enter(phaseHandshake)
-		hctx, cancel := context.WithDeadline(context.Background(), c.t.to.deadlineTime(phaseHandshake, c.lc.since()))
+		c.enter(lifecycle.Handshake)
+		hctx, cancel := context.WithDeadline(context.Background(), c.t.to.DeadlineTime(lifecycle.Handshake, c.lc.Since()))
 		err := tc.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
@@ -157,7 +158,7 @@ func (c *stdConn) serve() {
 	}
 	c.x = c.newExchange()
 	c.buf = make([]byte, 0, stdReadBuf)
-	c.enter(phaseIdle)
+	c.enter(lifecycle.Idle)
 	c.loop()
 }
 
@@ -184,7 +185,7 @@ func (c *stdConn) end(cause error) {
 // or until a timed-out handler's answer hands the connection to a new
 // goroutine.
 func (c *stdConn) loop() {
-	if c.decode(stdSource{c}, &c.lc, unixNow) == stepClose {
+	if lifecycle.Decode(&c.session, stdSource{c}, &c.lc, &c.srv.closed, unixNow) == lifecycle.Close {
 		c.end(c.cause)
 	}
 }
@@ -194,27 +195,27 @@ func (c *stdConn) loop() {
 // connection's goroutine.
 type stdSource struct{ *stdConn }
 
-func (c stdSource) inbound() []byte { return c.buf }
+func (c stdSource) Inbound() []byte { return c.buf }
 
-func (c stdSource) more(_ verdict, _ []byte, need int) step {
+func (c stdSource) More(_ lifecycle.Verdict, _ []byte, need int) lifecycle.Step {
 	if c.cause = c.fill(need); c.cause != nil {
-		return stepClose
+		return lifecycle.Close
 	}
-	return stepNext
+	return lifecycle.Continue
 }
 
-func (c stdSource) refuse(buf []byte, err error) step {
-	c.enter(phaseWriting)
+func (c stdSource) Refuse(buf []byte, err error) lifecycle.Step {
+	c.enter(lifecycle.Writing)
 	if c.write(c.refusal(c.x, buf, err)) {
 		c.linger()
 	}
-	return stepClose
+	return lifecycle.Close
 }
 
-func (c stdSource) serve(f codec.Frame, raw []byte) step {
+func (c stdSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	srv := c.srv
 	n := len(raw)
-	c.enter(phaseDispatched)
+	c.enter(lifecycle.Dispatched)
 	c.ctx.arm()
 	c.x.cur = f
 	c.curLen = n
@@ -222,23 +223,23 @@ func (c stdSource) serve(f codec.Frame, raw []byte) step {
 	if r.answered {
 		// The handler overran its timeout: the timer answered for it
 		// and a new goroutine serves the connection now.
-		return stepPause
+		return lifecycle.Pause
 	}
 	peerGone := c.stopWatch()
-	c.enter(phaseWriting)
+	c.enter(lifecycle.Writing)
 	vec := c.frame(c.x, f, r)
 	srv.stats.answered(c.id, r.status, n, vecLen(vec))
 	if srv.halt.Load() || !c.write(vec) || peerGone {
-		return stepClose
+		return lifecycle.Close
 	}
 	// The answer has been written whole.
-	if c.lc.answered(false, r.closes, unixNow()) == phaseLingering {
+	if c.lc.Answered(false, r.closes, unixNow()) == lifecycle.Lingering {
 		c.linger()
-		return stepClose
+		return lifecycle.Close
 	}
 	c.consume(n, r.abandoned)
 	c.lastUnsent = -1
-	return stepNext
+	return lifecycle.Continue
 }
 
 // evict closes c for the inbound budget. Any goroutine.
@@ -250,13 +251,13 @@ func (c *stdConn) evict() { c.nc.Close() }
 // keeps its exchange and the bytes of its frame. Timer goroutine.
 func (c *stdConn) answerTimedOut(x *exchange, r result) {
 	peerGone := c.stopWatch()
-	c.enter(phaseWriting)
+	c.enter(lifecycle.Writing)
 	v := c.frame(x, x.cur, r)
 	c.srv.stats.answered(c.id, r.status, c.curLen, vecLen(v))
 	ok := !c.srv.halt.Load() && !peerGone && c.write(v)
 	c.x = c.newExchange()
 	c.consume(c.curLen, true)
-	c.enter(phaseIdle)
+	c.enter(lifecycle.Idle)
 	if !ok {
 		c.end(nil)
 		return
@@ -368,18 +369,18 @@ func (c *stdConn) fill(need int) error {
 				// peer is held back by TCP meanwhile), within the read
 				// deadline.
 				srv.stats.evicted.Add(1)
-				dl := c.t.to.deadlineTime(c.lc.phase(), c.lc.since())
+				dl := c.t.to.DeadlineTime(c.lc.Phase(), c.lc.Since())
 				if !srv.budget.waitRoom(dl, srv.forced) {
 					srv.stats.timedOut.Add(1)
 					return errors.New("petrel: inbound budget exhausted")
 				}
 			}
 		}
-		c.nc.SetReadDeadline(c.t.to.deadlineTime(c.lc.phase(), c.lc.since()))
+		c.nc.SetReadDeadline(c.t.to.DeadlineTime(c.lc.Phase(), c.lc.Since()))
 		m, err := c.nc.Read(c.buf[len(c.buf):cap(c.buf)])
 		c.buf = c.buf[:len(c.buf)+m]
-		if m > 0 && c.lc.phase() == phaseIdle {
-			c.enter(phaseReading)
+		if m > 0 && c.lc.Phase() == lifecycle.Idle {
+			c.enter(lifecycle.Reading)
 		}
 		if err != nil {
 			if len(c.buf) >= want {
@@ -389,7 +390,7 @@ func (c *stdConn) fill(need int) error {
 				if srv.closed.Load() {
 					return errors.New("petrel: draining")
 				}
-				if c.lc.phase() == phaseIdle {
+				if c.lc.Phase() == lifecycle.Idle {
 					// The idle timer runs from the end of the last answer:
 					// while the kernel still delivers it to a slow reader,
 					// the connection is not idle.
@@ -398,12 +399,12 @@ func (c *stdConn) fill(need int) error {
 					justDone := u == 0 && c.lastUnsent > 0 // the answer ended since the last look
 					if progressing || justDone {
 						c.lastUnsent = u
-						c.enter(phaseIdle)
+						c.enter(lifecycle.Idle)
 						continue
 					}
 				}
 				srv.stats.timedOut.Add(1)
-				srv.logRated("timeout", slog.LevelInfo, "petrel: connection timed out", "conn", c.id, "phase", c.lc.phase().String())
+				srv.logRated("timeout", slog.LevelInfo, "petrel: connection timed out", "conn", c.id, "phase", c.lc.Phase().String())
 				return err
 			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -475,7 +476,7 @@ func resetOnClose(nc net.Conn) {
 }
 
 func (c *stdConn) setWriteDeadline() {
-	if d := c.t.to.write; d > 0 {
+	if d := c.t.to.Write; d > 0 {
 		c.nc.SetWriteDeadline(time.Now().Add(d))
 	}
 }
@@ -485,16 +486,16 @@ func (c *stdConn) setWriteDeadline() {
 // what the peer still sends, for at most lingerTime and lingerBytes, so
 // that the kernel does not reset the connection under the answer.
 func (c *stdConn) linger() {
-	c.enter(phaseLingering)
+	c.enter(lifecycle.Lingering)
 	type closeWriter interface{ CloseWrite() error }
 	if cw, ok := c.nc.(closeWriter); ok {
 		if cw.CloseWrite() != nil {
 			return
 		}
 	}
-	c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+	c.nc.SetReadDeadline(time.Now().Add(lifecycle.LingerTime))
 	var scratch [4 << 10]byte
-	for total := 0; total < lingerBytes; {
+	for total := 0; total < lifecycle.LingerBytes; {
 		n, err := c.nc.Read(scratch[:])
 		total += n
 		if err != nil {

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/petrel-rpc/petrel/engine/internal/lifecycle"
 )
 
 // wheel is a hashed timing wheel for the reactor's timeouts. Connections
@@ -77,7 +79,7 @@ func (w *wheel) advance(now int64, due func(*rconn)) {
 				continue
 			}
 			dl := rc.dueAt(now)
-			if dl <= now || rc.lc.phase() == phaseWriting {
+			if dl <= now || rc.lc.Phase() == lifecycle.Writing {
 				// Due, or sending an answer: its loop looks at it (a
 				// sending connection every tick, to see it finish).
 				list2 = append(list2, rc)
