@@ -836,7 +836,7 @@ func stepOf(act gnet.Action) lifecycle.Step {
 	return lifecycle.Pause
 }
 
-// serve answers f, whose bytes are raw (rc.in when the frame collected
+// Serve answers f, whose bytes are raw (rc.in when the frame collected
 // there). On the loop (inline mode, a non-blocking request, or a busy
 // answer) it answers at once and goes on to the next frame while the
 // answer has left; otherwise it hands f to a worker (copying it out of
