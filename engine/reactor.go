@@ -75,8 +75,8 @@ type reactorTransport struct {
 	unixLocal net.Addr // on a Unix listener, its address: every connection's local address (gnet renames theirs); nil on TCP
 	peerCreds sync.Map // *rconn → *PeerCred of Unix connections (TCP ones do not pay for the field)
 
-	orphanMu sync.Mutex          // guards orphans
-	orphans  map[*rconn]net.Conn // half-closed connections still answering, with the duplicate descriptor each answers on
+	orphanMu sync.Mutex         // guards orphans
+	orphans  map[*rconn]*orphan // half-closed connections still answering
 	orphanWG sync.WaitGroup
 
 	closeOnce sync.Once
@@ -105,7 +105,7 @@ func newReactorTransport(srv *Server) (*reactorTransport, error) {
 		to:       cfg.timeouts(),
 		hsByAddr: map[string]int{},
 		hsWait:   map[string][]*rconn{},
-		orphans:  map[*rconn]net.Conn{},
+		orphans:  map[*rconn]*orphan{},
 	}
 	srv.rt = t
 	if ua, ok := srv.ln.Addr().(*net.UnixAddr); ok {
@@ -276,14 +276,33 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 		// The peer shut down its write side (legal TCP half-close): it
 		// may still read its answer.
 		if nc := dupConn(c.Fd()); nc != nil {
+			o := &orphan{nc: nc}
+			if rest, _ := c.Peek(-1); len(rest) > 0 && rc.tls == nil {
+				// Frames pipelined behind the request in flight were read
+				// before the FIN: they are answered after it, and stay
+				// charged to the inbound budget (over it, they go).
+				if t.srv.budget.set(&rc.hold, int64(len(rest)), rc) {
+					t.srv.stats.evicted.Add(1)
+				} else {
+					o.rest = append([]byte(nil), rest...)
+				}
+			}
 			rc.orphaned = true
 			t.orphanMu.Lock()
-			t.orphans[rc] = nc
+			t.orphans[rc] = o
 			t.orphanWG.Add(1)
 			t.orphanMu.Unlock()
+			if o.rest == nil {
+				t.srv.budget.set(&rc.hold, 0, rc)
+			}
 		}
 	}
-	rc.gone.Store(true) // under wmu: no direct write can follow
+	if !rc.orphaned {
+		t.srv.budget.set(&rc.hold, 0, rc)
+	}
+	// Under wmu: no direct write can follow, and the worker that answers
+	// an orphan (its holding's owner from now on) starts after this.
+	rc.gone.Store(true)
 	orphan := rc.orphaned
 	rc.wmu.Unlock()
 	if rc.tls != nil {
@@ -293,7 +312,6 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 		bytebufferpool.Put(rc.in)
 		rc.in = nil
 	}
-	t.srv.budget.set(&rc.hold, 0, rc)
 	if t.unixLocal != nil {
 		t.peerCreds.Delete(rc)
 	}
@@ -310,9 +328,17 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 	return gnet.None
 }
 
-// orphan returns the duplicate descriptor a half-closed connection
-// answers on. Worker goroutine.
-func (t *reactorTransport) orphan(rc *rconn) net.Conn {
+// orphan is a half-closed connection still answering (gnet closes a
+// connection at the peer's FIN): a duplicate of its descriptor to answer
+// on, and the frames read behind its request in flight before the FIN.
+type orphan struct {
+	nc   net.Conn
+	rest []byte // plain TCP and Unix only; owned by the worker once the loop has filed it
+}
+
+// orphan returns rc's orphan record: the duplicate descriptor a
+// half-closed connection answers on, and its pipelined frames.
+func (t *reactorTransport) orphan(rc *rconn) *orphan {
 	t.orphanMu.Lock()
 	defer t.orphanMu.Unlock()
 	return t.orphans[rc]
@@ -358,41 +384,99 @@ func dupConn(fd int) net.Conn {
 }
 
 // finishOrphan writes the answer of a half-closed connection on its
-// duplicate descriptor, then ends the connection. Worker goroutine.
+// duplicate descriptor (v, nil when already written), then answers the
+// frames pipelined behind it, then ends the connection. Worker goroutine
+// (or the timer answering a timed-out handler).
 func (rc *rconn) finishOrphan(v [][]byte) {
 	t := rc.srv.rt
-	nc := t.orphan(rc)
-	if v != nil && !t.srv.forcedNow() {
-		for _, b := range v {
-			for len(b) > 0 {
-				k := min(len(b), stdWriteChunk)
-				if d := t.to.Write; d > 0 {
-					nc.SetWriteDeadline(time.Now().Add(d))
-				}
-				if _, err := nc.Write(b[:k]); err != nil {
-					if isTimeout(err) {
-						t.srv.stats.timedOut.Add(1)
-						t.srv.logRated("timeout", slog.LevelInfo, "petrel: write timed out", "conn", rc.id)
-						resetOnClose(nc) // a torn answer must not look like a clean close
-					}
-					b = nil
-					v = nil
-					break
-				}
-				b = b[k:]
-			}
-			if v == nil {
-				break
-			}
-		}
+	o := t.orphan(rc)
+	ok := v != nil && !t.srv.forcedNow() && rc.writeOrphan(o.nc, v)
+	if ok && o.rest != nil {
+		info := rc.x.info // the request in flight's, filled on the loop
+		lifecycle.Decode(&rc.session, &orphanSource{rc: rc, o: o, info: info}, &rc.lc, &t.srv.closed, unixNow)
 	}
-	nc.Close()
+	o.nc.Close()
+	t.srv.budget.set(&rc.hold, 0, rc)
 	t.orphanMu.Lock()
 	delete(t.orphans, rc)
 	t.orphanMu.Unlock()
 	rc.lc.Enter(lifecycle.Closed, 0)
 	t.srv.connClosed(&rc.session, nil)
 	t.orphanWG.Done()
+}
+
+// writeOrphan writes v on nc, a half-closed connection's duplicate, in
+// chunks each under a fresh write deadline, and reports whether it all
+// went. An answer torn by the write timeout ends in a reset.
+func (rc *rconn) writeOrphan(nc net.Conn, v [][]byte) bool {
+	t := rc.srv.rt
+	for _, b := range v {
+		for len(b) > 0 {
+			k := min(len(b), stdWriteChunk)
+			if d := t.to.Write; d > 0 {
+				nc.SetWriteDeadline(time.Now().Add(d))
+			}
+			n, err := nc.Write(b[:k])
+			if err != nil {
+				if isTimeout(err) {
+					t.srv.stats.timedOut.Add(1)
+					t.srv.logRated("timeout", slog.LevelInfo, "petrel: write timed out", "conn", rc.id)
+					resetOnClose(nc) // a torn answer must not look like a clean close
+				}
+				return false
+			}
+			b = b[n:]
+		}
+	}
+	return true
+}
+
+// orphanSource is a half-closed connection's side of the decode loop, once
+// its request in flight is answered: the frames read behind it before the
+// peer's FIN, answered one by one on the worker, on the duplicate
+// descriptor. Nothing more will arrive. A handler timeout here ends the
+// handler's context and answers timed out when it returns, as on a loop.
+type orphanSource struct {
+	rc   *rconn
+	o    *orphan
+	info ConnInfo
+}
+
+func (s *orphanSource) Inbound() []byte { return s.o.rest }
+
+func (s *orphanSource) More(lifecycle.Verdict, []byte, int) lifecycle.Step {
+	return lifecycle.Close // the peer has finished sending
+}
+
+func (s *orphanSource) Refuse(buf []byte, err error) lifecycle.Step {
+	srv := s.rc.srv
+	x := srv.getExchange()
+	s.rc.writeOrphan(s.o.nc, s.rc.refusal(x, buf, err))
+	srv.putExchange(x)
+	return lifecycle.Close
+}
+
+func (s *orphanSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
+	rc, srv := s.rc, s.rc.srv
+	if srv.forcedNow() || rc.hold.evicted() {
+		return lifecycle.Close
+	}
+	x := srv.getExchange()
+	x.canWait = false
+	x.info = s.info
+	x.cur = f
+	rc.lc.Enter(lifecycle.Dispatched, unixNow())
+	r := rc.dispatch(x, f)
+	v := rc.frame(x, f, r)
+	srv.stats.answered(rc.id, r.status, len(raw), vecLen(v))
+	ok := rc.writeOrphan(s.o.nc, v)
+	srv.putExchange(x)
+	s.o.rest = s.o.rest[len(raw):]
+	rc.srv.budget.set(&rc.hold, int64(len(s.o.rest)), rc)
+	if !ok || r.closes {
+		return lifecycle.Close
+	}
+	return lifecycle.Continue
 }
 
 // OnTick advances the timing wheel: connections whose deadline has passed,
@@ -456,8 +540,8 @@ func (t *reactorTransport) close(bound time.Duration) error {
 	t.closeOnce.Do(func() {
 		deadline := time.Now().Add(bound)
 		t.orphanMu.Lock()
-		for rc, nc := range t.orphans {
-			nc.Close()
+		for rc, o := range t.orphans {
+			o.nc.Close()
 			rc.ctx.cancel()
 		}
 		t.orphanMu.Unlock()

@@ -113,7 +113,7 @@ func (p *tlsPipe) Write(b []byte) (int, error) {
 	if rc.gone.Load() && rc.orphaned {
 		// Half-closed while a worker answered: finish on the duplicate.
 		rc.wmu.Unlock()
-		nc := rc.srv.rt.orphan(rc)
+		nc := rc.srv.rt.orphan(rc).nc
 		if d := rc.srv.rt.to.Write; d > 0 {
 			nc.SetWriteDeadline(time.Now().Add(d))
 		}
