@@ -244,43 +244,80 @@ func (t *reactorTransport) openTLS(rc *rconn) {
 	rc.tls.conn = tls.Server(rc.tls.pipe, t.srv.cfg.TLS)
 }
 
-// processTLS is OnTraffic for a TLS connection. Loop goroutine.
+// processTLS is OnTraffic for a TLS connection: the lifecycle's check,
+// then the traffic (handshake or decoding), then the flush of queued
+// ciphertext. When the flush finishes the answer being sent, it looks
+// again at once: frames may wait behind that answer, or the server may be
+// draining, and no further event would come for either. Loop goroutine.
 func (rc *rconn) processTLS() gnet.Action {
 	x := rc.tls
-	c := rc.gc
-	x.pipe.wakeSet.Store(true) // writes made now are flushed below
-	var act gnet.Action
-	if a, stop := rc.check(); stop {
-		act = a
-	} else if rc.lc.Phase() == lifecycle.Lingering {
-		act = rc.discardLinger()
-	} else {
-		act = rc.trafficTLS()
+	for round := 0; ; round++ {
+		x.pipe.wakeSet.Store(true) // writes made now are flushed below
+		var act gnet.Action
+		if a, stop := rc.check(); stop {
+			act = a
+		} else if rc.lc.Phase() == lifecycle.Lingering {
+			act = rc.discardLinger()
+		} else {
+			act = rc.trafficTLS()
+		}
+		if !rc.flushTLS() {
+			return gnet.None // gnet closed the connection
+		}
+		if act == gnet.None && x.failed.Load() {
+			act = gnet.Close
+		}
+		if act != gnet.None || rc.state.Load() != stateIdle || rc.lc.Phase() != lifecycle.Writing {
+			return act
+		}
+		// The flush may have finished the answer: look again.
+		if a, stop := rc.check(); stop {
+			return a
+		}
+		if rc.lc.Phase() == lifecycle.Writing {
+			return gnet.None // the wheel looks again at its next tick
+		}
+		if round == maxTLSRounds {
+			// Many answers in a row finished in their flush: go on in a
+			// later event, so that other connections get their turn.
+			x.pipe.wakeSet.Store(false)
+			x.pipe.kick()
+			return gnet.None
+		}
 	}
-	// Flush queued ciphertext; loop until no writer slipped in between the
-	// flush and clearing the flag.
+}
+
+// maxTLSRounds bounds the rounds of processTLS in one event.
+const maxTLSRounds = 16
+
+// flushTLS writes the ciphertext queued in the pipe to gnet, looping until
+// no writer slipped in between the flush and clearing the wake flag. It
+// reports false when gnet has closed the connection. Loop goroutine.
+func (rc *rconn) flushTLS() bool {
+	x := rc.tls
+	c := rc.gc
 	for {
 		rc.wmu.Lock()
 		o := x.pipe.takeOut()
-		rc.tls.flushing = o != nil
+		x.flushing = o != nil
 		rc.wmu.Unlock()
 		if o != nil {
 			_, err := c.Write(o.B)
 			bytebufferpool.Put(o)
 			rc.wmu.Lock()
-			rc.tls.flushing = false
+			x.flushing = false
 			if err == nil {
 				// Writers may go straight to the socket again only once
 				// gnet holds nothing of ours.
-				rc.tls.outPending = c.OutboundBuffered() > 0
+				x.outPending = c.OutboundBuffered() > 0
 			}
 			rc.wmu.Unlock()
 			if err != nil {
-				return gnet.None // gnet closed the connection
+				return false
 			}
-		} else if rc.tls.outPending {
+		} else if x.outPending {
 			rc.wmu.Lock()
-			rc.tls.outPending = c.OutboundBuffered() > 0
+			x.outPending = c.OutboundBuffered() > 0
 			rc.wmu.Unlock()
 		}
 		x.pipe.wakeSet.Store(false)
@@ -288,19 +325,9 @@ func (rc *rconn) processTLS() gnet.Action {
 		pending := x.pipe.out != nil
 		x.pipe.mu.Unlock()
 		if !pending || !x.pipe.wakeSet.CompareAndSwap(false, true) {
-			break
+			return true
 		}
 	}
-	if act == gnet.None && x.failed.Load() {
-		act = gnet.Close
-	}
-	if act == gnet.None && rc.state.Load() == stateIdle && rc.lc.Phase() == lifecycle.Writing {
-		// The flush may have finished the answer: look again.
-		if a, stop := rc.check(); stop {
-			act = a
-		}
-	}
-	return act
 }
 
 func (rc *rconn) trafficTLS() gnet.Action {

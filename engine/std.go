@@ -377,6 +377,13 @@ func (c *stdConn) fill(need int) error {
 			}
 		}
 		c.nc.SetReadDeadline(c.t.to.DeadlineTime(c.lc.Phase(), c.lc.Since()))
+		if srv.closed.Load() && lifecycle.ClosesWhenDraining(c.lc.Phase()) {
+			// The drain interrupts each connection's read once: when that
+			// came between our last read and the deadline just set, it was
+			// overwritten. Closed is set before the interruption, so
+			// looking now cannot miss it.
+			return errors.New("petrel: draining")
+		}
 		m, err := c.nc.Read(c.buf[len(c.buf):cap(c.buf)])
 		c.buf = c.buf[:len(c.buf)+m]
 		if m > 0 && c.lc.Phase() == lifecycle.Idle {
