@@ -19,5 +19,24 @@ func (c Config) timeouts() lifecycle.Timeouts {
 	return lifecycle.Timeouts{Handshake: c.HandshakeTimeout, Idle: c.IdleTimeout, Read: c.ReadTimeout, Write: c.WriteTimeout}
 }
 
+// drainLingers reports whether a connection the drain closes in phase p
+// must linger (shut its write side, then discard what the peer still
+// sends) instead of closing outright: when the peer is in the middle of a
+// frame, or unread() says the kernel holds bytes it sent. Closing then
+// would make the kernel reset the connection, which can destroy answers
+// still on their way. A forced close (Close) never lingers.
+func (s *Server) drainLingers(p lifecycle.Phase, unread func() int) bool {
+	if !s.closed.Load() || s.halt.Load() {
+		return false
+	}
+	switch p {
+	case lifecycle.Reading:
+		return true
+	case lifecycle.Idle, lifecycle.Handshake:
+		return unread() > 0
+	}
+	return false
+}
+
 // unixNow is the std engine's clock for the lifecycle.
 func unixNow() int64 { return time.Now().UnixNano() }

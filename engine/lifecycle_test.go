@@ -823,3 +823,67 @@ func TestShutdownClosesTricklingFrames(t *testing.T) {
 		t.Logf("writers done after %v", time.Since(begin))
 	})
 }
+
+// A drain that closes a connection whose peer's bytes still wait unread
+// in the kernel does not reset it: the answers already written arrive
+// whole and in order, and the connection ends in a clean EOF (a reset
+// can destroy answers still on their way).
+func TestShutdownDoesNotResetUnread(t *testing.T) {
+	forEachTCP(t, func(t *testing.T, e env) {
+		started, release := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		handlers := testHandlers()
+		handlers["hold"] = func(context.Context, *engine.Request) (uint16, []byte, error) {
+			started <- struct{}{}
+			<-release
+			return 200, []byte("held"), nil
+		}
+		srv := e.listen(t, engine.Config{EventLoops: 1, Handlers: handlers,
+			HandlerOptions: map[string]engine.HandlerOptions{"hold": {NonBlocking: true}}})
+		t.Cleanup(func() { once.Do(func() { close(release) }) })
+		c := dial(t, srv)
+		const n = 4000
+		wire := c.encode(nil, codec.Frame{Seq: 1, Request: []byte("hold")})
+		for i := range n {
+			wire = c.encode(wire, codec.Frame{Seq: uint32(i + 2), Request: []byte("echo"), Payload: []byte("pipelined")})
+		}
+		written := make(chan error, 1)
+		go func() { written <- c.writeRaw(wire) }()
+		<-started
+		if err := testnet.RecvOrFail(t, written, ioTimeout, "the frames to be written"); err != nil {
+			t.Fatal(err)
+		}
+		shut := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			shut <- srv.Shutdown(ctx)
+		}()
+		testnet.WaitFor(t, ioTimeout, "the drain to begin", func() bool {
+			d, err := net.DialTimeout("tcp", srv.AddrString(), time.Second)
+			if err == nil {
+				d.Close()
+			}
+			return err != nil
+		})
+		once.Do(func() { close(release) })
+		got := 0
+		for {
+			f, err := c.recvErr()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					t.Fatalf("after %d answers: %v, want a clean EOF", got, err)
+				}
+				break
+			}
+			if f.Seq != uint32(got+1) || f.Status != codec.StatusOK {
+				t.Fatalf("answer %d: seq %d status %d", got+1, f.Seq, f.Status)
+			}
+			got++
+		}
+		t.Logf("%d of %d answered before the close", got, n+1)
+		if err := testnet.RecvOrFail(t, shut, 2*ioTimeout, "Shutdown"); err != nil {
+			t.Fatalf("Shutdown = %v", err)
+		}
+	})
+}

@@ -784,6 +784,9 @@ func (rc *rconn) check() (act gnet.Action, stop bool) {
 		rc.tls == nil && rc.gc.InboundBuffered() == 0 {
 		// Nothing read is left unanswered. (With bytes buffered, the
 		// decoder serves the frames already here and closes after them.)
+		if rc.srv.drainLingers(p, rc.unread) {
+			return rc.startLinger(now), true
+		}
 		return gnet.Close, true
 	}
 	return gnet.None, false
@@ -832,8 +835,16 @@ func (rc *rconn) process() gnet.Action {
 	if rc.in != nil && !rc.collect() {
 		return gnet.Close
 	}
-	return gnetAction(lifecycle.Decode(&rc.session, plainSource{rc}, &rc.lc, &rc.srv.closed, rc.srv.rt.clock))
+	st := lifecycle.Decode(&rc.session, plainSource{rc}, &rc.lc, &rc.srv.closed, rc.srv.rt.clock)
+	if st == lifecycle.Close && rc.srv.drainLingers(rc.lc.Phase(), rc.unread) {
+		return rc.startLinger(rc.srv.rt.clock())
+	}
+	return gnetAction(st)
 }
+
+// unread is what the kernel holds received on rc's socket, not yet read
+// by gnet. Loop goroutine.
+func (rc *rconn) unread() int { return unreadBytes(rc.gc.Fd()) }
 
 // collect copies into rc.in what gnet holds of the frame collecting there
 // (its header, parsed again, says how much is missing). It reports false

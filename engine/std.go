@@ -186,6 +186,9 @@ func (c *stdConn) end(cause error) {
 // goroutine.
 func (c *stdConn) loop() {
 	if lifecycle.Decode(&c.session, stdSource{c}, &c.lc, &c.srv.closed, unixNow) == lifecycle.Close {
+		if c.srv.drainLingers(c.lc.Phase(), func() int { return connUnread(c.nc) }) {
+			c.linger()
+		}
 		c.end(c.cause)
 	}
 }
