@@ -887,3 +887,40 @@ func TestShutdownDoesNotResetUnread(t *testing.T) {
 		}
 	})
 }
+
+// A reader that keeps reading, slowly and steadily, gets every byte of a
+// large answer over a Unix socket, where the kernel wakes a blocked
+// writer only once three quarters of its buffer are free: std once took
+// that wait for a stall and cut the reader off. (Over TCP the window's
+// updates can leave longer gaps than this test's write timeout; that is
+// TestWriteTimeoutSlowReader's.)
+func TestWriteTimeoutSteadyReader(t *testing.T) {
+	forEach(t, func(t *testing.T, e env) {
+		if e.network != "unix" {
+			t.Skip("Unix sockets: their send buffer's wake-up rule")
+		}
+		srv := e.listen(t, engine.Config{WriteTimeout: 300 * time.Millisecond, MaxPayload: 16 << 20})
+		c := dial(t, srv)
+		big := bytes.Repeat([]byte("s"), 1<<20)
+		seq := c.send("echo", big)
+		// 16 KiB every 40 ms: about 400 KB/s, 2.6 s for the answer.
+		var got bytes.Buffer
+		want := codec.HeaderLen + len("echo") + len(big)
+		buf := make([]byte, 16<<10)
+		tick := time.NewTicker(40 * time.Millisecond)
+		defer tick.Stop()
+		for got.Len() < want {
+			<-tick.C
+			c.nc.SetReadDeadline(time.Now().Add(ioTimeout))
+			n, err := io.ReadAtLeast(c.nc, buf[:min(len(buf), want-got.Len())], 1)
+			got.Write(buf[:n])
+			if err != nil {
+				t.Fatalf("after %d of %d bytes: %v", got.Len(), want, err)
+			}
+		}
+		f, n, _, err := codec.Parse(got.Bytes(), codec.Options{MaxPayload: 16 << 20})
+		if err != nil || n != want || f.Seq != seq || !bytes.Equal(f.Payload, big) {
+			t.Fatalf("answer: %d bytes, err %v", n, err)
+		}
+	})
+}

@@ -448,10 +448,16 @@ func (c *stdConn) write(v [][]byte) bool {
 				var n int
 				n, err = c.nc.Write(b[:k])
 				b = b[n:]
-				if err != nil && isTimeout(err) {
+				switch {
+				case err == nil && lastUnsent >= 0:
+					// Since a timeout, progress is measured from the
+					// kernel's queue as this write left it.
+					lastUnsent = connUnsent(c.nc)
+				case err != nil && isTimeout(err):
 					// No room for a whole chunk within the write timeout.
 					// The kernel wakes a blocked writer only once much of
-					// its send buffer is free: if the peer read anything
+					// its send buffer is free (on a Unix socket, three
+					// quarters of it): if the peer read anything
 					// meanwhile, that is progress.
 					if u := connUnsent(c.nc); n > 0 || (u > 0 && (lastUnsent < 0 || u < lastUnsent)) {
 						lastUnsent = u
