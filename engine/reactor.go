@@ -272,12 +272,20 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	rc.wmu.Lock()
-	if rc.unanswered && !t.srv.halt.Load() && errors.Is(err, io.EOF) {
-		// The peer shut down its write side (legal TCP half-close): it
-		// may still read its answer.
+	// The peer shut down its write side (legal TCP half-close): it may
+	// still read the answers to what it sent: the request in flight, and
+	// whole frames gnet holds behind it (or, on an idle connection, that
+	// the loop has not decoded yet).
+	waiting := false
+	if rest, _ := c.Peek(-1); len(rest) > 0 && rc.tls == nil && rc.in == nil {
+		v, _, _, _, _ := rc.Next(rest)
+		waiting = v == lifecycle.Whole || v == lifecycle.Refuse
+	}
+	idleOrphan := false
+	if (rc.unanswered || waiting) && !t.srv.halt.Load() && errors.Is(err, io.EOF) {
 		if nc := dupConn(c.Fd()); nc != nil {
-			o := &orphan{nc: nc}
-			if rest, _ := c.Peek(-1); len(rest) > 0 && rc.tls == nil {
+			o := &orphan{nc: nc, info: rc.connInfo()}
+			if rest, _ := c.Peek(-1); len(rest) > 0 && rc.tls == nil && (rc.unanswered || rc.in == nil) {
 				// Frames pipelined behind the request in flight were read
 				// before the FIN: they are answered after it, and stay
 				// charged to the inbound budget (over it, they go).
@@ -288,6 +296,7 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 				}
 			}
 			rc.orphaned = true
+			idleOrphan = !rc.unanswered
 			t.orphanMu.Lock()
 			t.orphans[rc] = o
 			t.orphanWG.Add(1)
@@ -319,6 +328,12 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 	// when its client goes away), also on a half-close: its answer, if
 	// any, still goes out on the duplicate.
 	rc.ctx.cancel()
+	if idleOrphan {
+		// No worker owns it: answer the frames on a goroutine of their
+		// own (waited for by close, with the orphans).
+		go rc.finishOrphan(nil)
+		return gnet.None
+	}
 	if orphan {
 		// The worker answers on the duplicate, then ends the connection.
 		return gnet.None
@@ -333,7 +348,8 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 // on, and the frames read behind its request in flight before the FIN.
 type orphan struct {
 	nc   net.Conn
-	rest []byte // plain TCP and Unix only; owned by the worker once the loop has filed it
+	rest []byte   // plain TCP and Unix only; owned by the worker once the loop has filed it
+	info ConnInfo // what the loop knew of the connection, for the handlers of rest
 }
 
 // orphan returns rc's orphan record: the duplicate descriptor a
@@ -355,16 +371,28 @@ func (rc *rconn) localAddr() net.Addr {
 
 // describe sets what of x's ConnInfo the session does not know. Loop
 // goroutine, when a request is handed on.
-func (rc *rconn) describe(x *exchange) {
-	x.info.LocalAddr = rc.localAddr()
+func (rc *rconn) describe(x *exchange) { rc.fillInfo(&x.info) }
+
+// fillInfo sets the local address, TLS state and peer credentials of
+// info. Loop goroutine (gnet clears its addresses when it releases a
+// connection).
+func (rc *rconn) fillInfo(info *ConnInfo) {
+	info.LocalAddr = rc.localAddr()
 	if rc.srv.rt.unixLocal != nil {
 		if pc, ok := rc.srv.rt.peerCreds.Load(rc); ok {
-			x.info.PeerCred = pc.(*PeerCred)
+			info.PeerCred = pc.(*PeerCred)
 		}
 	}
 	if rc.tls != nil {
-		x.info.TLS = rc.tls.state
+		info.TLS = rc.tls.state
 	}
+}
+
+// connInfo is what fillInfo sets, as a value. Loop goroutine.
+func (rc *rconn) connInfo() ConnInfo {
+	var info ConnInfo
+	rc.fillInfo(&info)
+	return info
 }
 
 // dupConn duplicates fd as a net.Conn for a worker to finish an answer on,
@@ -384,16 +412,16 @@ func dupConn(fd int) net.Conn {
 }
 
 // finishOrphan writes the answer of a half-closed connection on its
-// duplicate descriptor (v, nil when already written), then answers the
-// frames pipelined behind it, then ends the connection. Worker goroutine
-// (or the timer answering a timed-out handler).
+// duplicate descriptor (v; nil when already written, or when no request
+// was in flight), then answers the frames read behind it, then ends the
+// connection. Worker goroutine (or the timer answering a timed-out
+// handler, or a goroutine of its own for an idle connection).
 func (rc *rconn) finishOrphan(v [][]byte) {
 	t := rc.srv.rt
 	o := t.orphan(rc)
-	ok := v != nil && !t.srv.forcedNow() && rc.writeOrphan(o.nc, v)
+	ok := !t.srv.forcedNow() && (v == nil || rc.writeOrphan(o.nc, v))
 	if ok && o.rest != nil {
-		info := rc.x.info // the request in flight's, filled on the loop
-		lifecycle.Decode(&rc.session, &orphanSource{rc: rc, o: o, info: info}, &rc.lc, &t.srv.closed, unixNow)
+		lifecycle.Decode(&rc.session, &orphanSource{rc: rc, o: o, info: o.info}, &rc.lc, &t.srv.closed, unixNow)
 	}
 	o.nc.Close()
 	t.srv.budget.set(&rc.hold, 0, rc)
