@@ -929,3 +929,153 @@ func TestWriteTimeoutSteadyReader(t *testing.T) {
 		}
 	})
 }
+
+// A FIN while gnet still holds part of an answer, whole frames behind it:
+// the answer is cut (gnet closes at the FIN), and nothing may follow the
+// torn bytes: the client never reads other answers' bytes where a frame's
+// were due (an orphan once wrote the next answers behind the cut).
+func TestHalfCloseAfterCutAnswer(t *testing.T) {
+	for _, inline := range []bool{false, true} {
+		name := "pool"
+		if inline {
+			name = "inline"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := env{variant{name, engine.Reactor, inline}, "tcp"}
+			handlers := testHandlers()
+			bigAns := bytes.Repeat([]byte("a"), 24<<20)
+			handlers["big"] = func(context.Context, *engine.Request) (uint16, []byte, error) {
+				return 200, bigAns, nil
+			}
+			srv := e.listen(t, engine.Config{Handlers: handlers})
+			c := dial(t, srv)
+			c.send("big", nil)
+			testnet.WaitFor(t, ioTimeout, "the big answer to be written", func() bool { return srv.Stats().Requests >= 1 })
+			marker := bytes.Repeat([]byte("B"), 60<<10)
+			for range 3 {
+				c.send("echo", marker)
+			}
+			if err := c.nc.(*net.TCPConn).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			testnet.WaitFor(t, ioTimeout, "the FIN to close the connection", func() bool { return srv.Stats().OpenConns == 0 })
+			c.nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+			all, err := io.ReadAll(c.nc)
+			h, _ := codec.ParseHeader(all)
+			end := h.FrameLen(false)
+			_ = err // a reset, or EOF after the whole answers
+			if len(all) < end && bytes.Contains(all, []byte("BBBB")) {
+				t.Fatalf("torn answer (%d of %d bytes) followed by other answers' bytes: the stream is corrupt", len(all), end)
+			}
+			if len(all) >= end && bytes.Contains(all[:end], []byte("B")) {
+				t.Fatalf("the first answer's payload holds another answer's bytes")
+			}
+		})
+	}
+}
+
+// Many rounds of a few quick pipelined requests, then the FIN, on the
+// pool: the FIN may come while a worker has written its answer and is
+// giving the connection back; the frames behind are still answered (the
+// worker serves them), and nothing races.
+func TestHalfClosePipelinedStress(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			e := env{variant{"pool", engine.Reactor, false}, network}
+			srv := e.listen(t, engine.Config{})
+			for round := range 300 {
+				c := dial(t, srv)
+				var wire []byte
+				const n = 3
+				for i := range n {
+					wire = c.encode(wire, codec.Frame{Seq: uint32(i + 1), Request: []byte("echo"), Payload: []byte{byte('a' + i)}})
+				}
+				if err := c.writeRaw(wire); err != nil {
+					t.Fatal(err)
+				}
+				c.nc.(interface{ CloseWrite() error }).CloseWrite()
+				for i := range n {
+					f, err := c.recvErr()
+					if err != nil {
+						t.Fatalf("round %d: answer %d of %d: %v", round, i+1, n, err)
+					}
+					if f.Seq != uint32(i+1) {
+						t.Fatalf("round %d: answer %d has seq %d", round, i+1, f.Seq)
+					}
+				}
+				c.close()
+			}
+		})
+	}
+}
+
+// TestShutdownDoesNotResetUnread over TLS: the reactor's TLS path lingers
+// too.
+func TestShutdownDoesNotResetUnreadTLS(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			started, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			srv := secServer(t, v, false, func(cfg *engine.Config) {
+				cfg.EventLoops = 1
+				cfg.Handlers["hold"] = func(context.Context, *engine.Request) (uint16, []byte, error) {
+					started <- struct{}{}
+					<-release
+					return 200, []byte("held"), nil
+				}
+				cfg.HandlerOptions = map[string]engine.HandlerOptions{"hold": {NonBlocking: true}}
+			})
+			t.Cleanup(func() { once.Do(func() { close(release) }) })
+			pki, _ := secCerts(t)
+			tc, err := tls.Dial("tcp", srv.AddrString(), secClientTLS(pki, nil, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+			c := &client{t: t, nc: tc}
+			const n = 4000
+			wire := c.encode(nil, codec.Frame{Seq: 1, Request: []byte("hold")})
+			for i := range n {
+				wire = c.encode(wire, codec.Frame{Seq: uint32(i + 2), Request: []byte("echo"), Payload: []byte("pipelined")})
+			}
+			written := make(chan error, 1)
+			go func() { written <- c.writeRaw(wire) }()
+			<-started
+			if err := testnet.RecvOrFail(t, written, ioTimeout, "the frames to be written"); err != nil {
+				t.Fatal(err)
+			}
+			shut := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				shut <- srv.Shutdown(ctx)
+			}()
+			testnet.WaitFor(t, ioTimeout, "the drain to begin", func() bool {
+				d, err := net.DialTimeout("tcp", srv.AddrString(), time.Second)
+				if err == nil {
+					d.Close()
+				}
+				return err != nil
+			})
+			once.Do(func() { close(release) })
+			got := 0
+			for {
+				f, err := c.recvErr()
+				if err != nil {
+					if !errors.Is(err, io.EOF) {
+						t.Errorf("after %d answers: %v, want a clean EOF", got, err)
+					}
+					break
+				}
+				if f.Seq != uint32(got+1) || f.Status != codec.StatusOK {
+					t.Fatalf("answer %d: seq %d status %d", got+1, f.Seq, f.Status)
+				}
+				got++
+			}
+			t.Logf("%d of %d answered before the close", got, n+1)
+			if err := testnet.RecvOrFail(t, shut, 2*ioTimeout, "Shutdown"); err != nil {
+				t.Fatalf("Shutdown = %v", err)
+			}
+		})
+	}
+}

@@ -272,20 +272,44 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	rc.wmu.Lock()
+	// Gone first: a worker finishing its answer looks at gone after it
+	// gives the connection back (finish), so either it sees gone or we
+	// see the connection idle.
+	rc.gone.Store(true) // under wmu: no direct write can follow
 	// The peer shut down its write side (legal TCP half-close): it may
 	// still read the answers to what it sent: the request in flight, and
 	// whole frames gnet holds behind it (or, on an idle connection, that
 	// the loop has not decoded yet).
+	//
+	// An idle connection (no worker: the loop owns rc.in) is orphaned only
+	// with nothing of an answer left in gnet, which cuts what it holds at
+	// the close: answers behind a cut one would corrupt the stream. A
+	// torn answer ends in a reset instead. A worker that has written its
+	// whole answer directly and is giving the connection back (finishing)
+	// serves the orphan itself, in finish.
 	waiting := false
-	if rest, _ := c.Peek(-1); len(rest) > 0 && rc.tls == nil && rc.in == nil {
-		v, _, _, _, _ := rc.Next(rest)
-		waiting = v == lifecycle.Whole || v == lifecycle.Refuse
+	st := rc.state.Load()
+	finishing := st != stateIdle && !rc.unanswered && rc.direct && rc.tls == nil && c.OutboundBuffered() == 0
+	if finishing {
+		if rest, _ := c.Peek(-1); len(rest) > 0 {
+			v, _, _, _, _ := rc.Next(rest)
+			waiting = v == lifecycle.Whole || v == lifecycle.Refuse
+		}
+	} else if st == stateIdle && rc.tls == nil && rc.in == nil {
+		if c.OutboundBuffered() > 0 || rc.lc.Phase() == lifecycle.Writing {
+			if errors.Is(err, io.EOF) {
+				_ = c.SetLinger(0)
+			}
+		} else if rest, _ := c.Peek(-1); len(rest) > 0 {
+			v, _, _, _, _ := rc.Next(rest)
+			waiting = v == lifecycle.Whole || v == lifecycle.Refuse
+		}
 	}
 	idleOrphan := false
 	if (rc.unanswered || waiting) && !t.srv.halt.Load() && errors.Is(err, io.EOF) {
 		if nc := dupConn(c.Fd()); nc != nil {
-			o := &orphan{nc: nc, info: rc.connInfo()}
-			if rest, _ := c.Peek(-1); len(rest) > 0 && rc.tls == nil && (rc.unanswered || rc.in == nil) {
+			o := &orphan{nc: nc, info: rc.connInfo(), byFinish: finishing && !rc.unanswered}
+			if rest, _ := c.Peek(-1); len(rest) > 0 && rc.tls == nil {
 				// Frames pipelined behind the request in flight were read
 				// before the FIN: they are answered after it, and stay
 				// charged to the inbound budget (over it, they go).
@@ -296,7 +320,7 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 				}
 			}
 			rc.orphaned = true
-			idleOrphan = !rc.unanswered
+			idleOrphan = !rc.unanswered && !o.byFinish
 			t.orphanMu.Lock()
 			t.orphans[rc] = o
 			t.orphanWG.Add(1)
@@ -309,9 +333,8 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 	if !rc.orphaned {
 		t.srv.budget.set(&rc.hold, 0, rc)
 	}
-	// Under wmu: no direct write can follow, and the worker that answers
-	// an orphan (its holding's owner from now on) starts after this.
-	rc.gone.Store(true)
+	// The worker that answers an orphan (its holding's owner from now on)
+	// starts after this.
 	orphan := rc.orphaned
 	rc.wmu.Unlock()
 	if rc.tls != nil {
@@ -347,9 +370,10 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 // connection at the peer's FIN): a duplicate of its descriptor to answer
 // on, and the frames read behind its request in flight before the FIN.
 type orphan struct {
-	nc   net.Conn
-	rest []byte   // plain TCP and Unix only; owned by the worker once the loop has filed it
-	info ConnInfo // what the loop knew of the connection, for the handlers of rest
+	nc       net.Conn
+	rest     []byte   // plain TCP and Unix only; owned by the worker once the loop has filed it
+	info     ConnInfo // what the loop knew of the connection, for the handlers of rest
+	byFinish bool     // the worker finishing its answer serves it (finish), not a goroutine of its own
 }
 
 // orphan returns rc's orphan record: the duplicate descriptor a
@@ -1209,6 +1233,9 @@ func (rc *rconn) answer(r result) {
 		// Write straight to the socket: no wake of the event loop when the
 		// kernel takes the whole answer, which it almost always does.
 		n, err := writev(rc.gc.Fd(), v)
+		if err != nil || n != total {
+			rc.direct = false // OnClose: the answer is not whole; no orphan follows it
+		}
 		rc.wmu.Unlock()
 		if err == nil && n == total {
 			rc.release()
@@ -1222,6 +1249,7 @@ func (rc *rconn) answer(r result) {
 		}
 		v = skipBytes(v, max(n, 0))
 	} else {
+		rc.direct = false // OnClose: the answer goes through gnet; no orphan follows it
 		rc.wmu.Unlock()
 	}
 	var err error
@@ -1293,7 +1321,20 @@ func (rc *rconn) release() {
 // buffer or the server is draining.
 func (rc *rconn) finish() {
 	rc.lc.Enter(lifecycle.Idle, rc.srv.rt.wheel.now.Load())
-	if old := rc.state.Swap(stateIdle); old == stateBusyPending || rc.srv.closed.Load() {
+	old := rc.state.Swap(stateIdle)
+	if rc.gone.Load() {
+		// The peer's FIN came while we wrote: OnClose, which stored gone
+		// before it looked at the state, may have left us the frames
+		// behind our answer.
+		rc.wmu.Lock()
+		byFinish := rc.orphaned && rc.srv.rt.orphan(rc).byFinish
+		rc.wmu.Unlock()
+		if byFinish {
+			rc.finishOrphan(nil)
+		}
+		return
+	}
+	if old == stateBusyPending || rc.srv.closed.Load() {
 		rc.srv.rt.wake(rc)
 	}
 }

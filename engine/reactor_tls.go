@@ -527,7 +527,11 @@ func (rc *rconn) handshake() {
 // done.
 func (rc *rconn) decodeTLS() gnet.Action {
 	rc.drainTLS()
-	return gnetAction(lifecycle.Decode(&rc.session, tlsSource{rc}, &rc.lc, &rc.srv.closed, rc.srv.rt.clock))
+	st := lifecycle.Decode(&rc.session, tlsSource{rc}, &rc.lc, &rc.srv.closed, rc.srv.rt.clock)
+	if st == lifecycle.Close && !rc.tls.peerEOF && rc.srv.drainLingers(rc.lc.Phase(), rc.unread) {
+		return rc.startLinger(rc.srv.rt.clock())
+	}
+	return gnetAction(st)
 }
 
 // tlsSource is a TLS reactor connection's side of the decode loop: the
