@@ -126,9 +126,17 @@ func (b *budget) evictLargest(self *holding, selfOwner evictor) int {
 	return closed
 }
 
+// wake wakes the connections waiting for room, to look again.
+func (b *budget) wake() {
+	b.mu.Lock()
+	b.wakeLocked()
+	b.mu.Unlock()
+}
+
 // waitRoom waits until the budget has room or until deadline (zero: no
-// deadline) or stop closes; it reports whether there is room.
-func (b *budget) waitRoom(deadline time.Time, stop <-chan struct{}) bool {
+// deadline), stop closes or quit says so (looked at on every wake); it
+// reports whether there is room.
+func (b *budget) waitRoom(deadline time.Time, stop <-chan struct{}, quit func() bool) bool {
 	var timeout <-chan time.Time
 	if !deadline.IsZero() {
 		t := time.NewTimer(time.Until(deadline))
@@ -141,6 +149,9 @@ func (b *budget) waitRoom(deadline time.Time, stop <-chan struct{}) bool {
 		b.mu.Unlock()
 		if b.used.Load() <= b.limit {
 			return true
+		}
+		if quit() {
+			return false
 		}
 		select {
 		case <-room:

@@ -1079,3 +1079,23 @@ func TestShutdownDoesNotResetUnreadTLS(t *testing.T) {
 		})
 	}
 }
+
+// Std: a connection waiting for room in the inbound budget is mid-frame:
+// the drain closes it at once (it once waited for its read deadline).
+func TestShutdownClosesBudgetWaiter(t *testing.T) {
+	e := env{variant{"std", engine.Std, false}, "tcp"}
+	srv := e.listen(t, engine.Config{MaxBuffered: 16 << 10, MaxPayload: 1 << 20, ReadTimeout: time.Minute})
+	c := dial(t, srv)
+	wire := c.encode(nil, codec.Frame{Seq: 1, Request: []byte("echo"), Payload: bytes.Repeat([]byte("x"), 1<<20)})
+	if err := c.writeRaw(wire[:64<<10]); err != nil {
+		t.Fatal(err)
+	}
+	testnet.WaitFor(t, ioTimeout, "the connection to wait for room", func() bool {
+		return srv.Stats().Evicted > 0 // std counts a wait for room there
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown = %v, want the waiting partial frame closed at once", err)
+	}
+}

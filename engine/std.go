@@ -63,10 +63,11 @@ func (t *stdTransport) remove(c *stdConn) {
 // runs finishes its answer first.
 func (t *stdTransport) drain() {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	for c := range t.conns {
 		c.nc.SetReadDeadline(time.Unix(1, 0))
 	}
+	t.mu.Unlock()
+	t.srv.budget.wake() // connections waiting for room are mid-frame: they close
 }
 
 func (t *stdTransport) close(bound time.Duration) error {
@@ -373,7 +374,10 @@ func (c *stdConn) fill(need int) error {
 				// deadline.
 				srv.stats.evicted.Add(1)
 				dl := c.t.to.DeadlineTime(c.lc.Phase(), c.lc.Since())
-				if !srv.budget.waitRoom(dl, srv.forced) {
+				if !srv.budget.waitRoom(dl, srv.forced, srv.closed.Load) {
+					if srv.closed.Load() {
+						return errors.New("petrel: draining") // a partial frame: closed at once
+					}
 					srv.stats.timedOut.Add(1)
 					return errors.New("petrel: inbound budget exhausted")
 				}
