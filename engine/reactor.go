@@ -325,6 +325,11 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 			t.orphans[rc] = o
 			t.orphanWG.Add(1)
 			t.orphanMu.Unlock()
+			if t.srv.halt.Load() {
+				// Close began after our look at halt and may have swept
+				// the orphans before we filed this one: it closes now.
+				nc.Close()
+			}
 			if o.rest == nil {
 				t.srv.budget.set(&rc.hold, 0, rc)
 			}
