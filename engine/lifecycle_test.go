@@ -835,62 +835,90 @@ func TestShutdownClosesTricklingFrames(t *testing.T) {
 // can destroy answers still on their way).
 func TestShutdownDoesNotResetUnread(t *testing.T) {
 	forEachTCP(t, func(t *testing.T, e env) {
-		started, release := make(chan struct{}), make(chan struct{})
-		var once sync.Once
-		handlers := testHandlers()
-		handlers["hold"] = func(context.Context, *engine.Request) (uint16, []byte, error) {
-			started <- struct{}{}
-			<-release
-			return 200, []byte("held"), nil
-		}
-		srv := e.listen(t, engine.Config{EventLoops: 1, Handlers: handlers,
-			HandlerOptions: map[string]engine.HandlerOptions{"hold": {NonBlocking: true}}})
-		t.Cleanup(func() { once.Do(func() { close(release) }) })
-		c := dial(t, srv)
-		const n = 4000
-		wire := c.encode(nil, codec.Frame{Seq: 1, Request: []byte("hold")})
-		for i := range n {
-			wire = c.encode(wire, codec.Frame{Seq: uint32(i + 2), Request: []byte("echo"), Payload: []byte("pipelined")})
-		}
-		written := make(chan error, 1)
-		go func() { written <- c.writeRaw(wire) }()
-		<-started
-		if err := testnet.RecvOrFail(t, written, ioTimeout, "the frames to be written"); err != nil {
-			t.Fatal(err)
-		}
-		shut := make(chan error, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			shut <- srv.Shutdown(ctx)
-		}()
-		testnet.WaitFor(t, ioTimeout, "the drain to begin", func() bool {
-			d, err := net.DialTimeout("tcp", srv.AddrString(), time.Second)
-			if err == nil {
-				d.Close()
-			}
-			return err != nil
-		})
-		once.Do(func() { close(release) })
-		got := 0
-		for {
-			f, err := c.recvErr()
-			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					t.Fatalf("after %d answers: %v, want a clean EOF", got, err)
-				}
-				break
-			}
-			if f.Seq != uint32(got+1) || f.Status != codec.StatusOK {
-				t.Fatalf("answer %d: seq %d status %d", got+1, f.Seq, f.Status)
-			}
-			got++
-		}
-		t.Logf("%d of %d answered before the close", got, n+1)
-		if err := testnet.RecvOrFail(t, shut, 2*ioTimeout, "Shutdown"); err != nil {
-			t.Fatalf("Shutdown = %v", err)
-		}
+		h := newHeldDrain(t)
+		srv := e.listen(t, engine.Config{EventLoops: 1, Handlers: h.handlers(), HandlerOptions: h.options()})
+		h.run(t, srv, dial(t, srv))
 	})
+}
+
+// heldDrain is the scenario of the unread-bytes drain tests: a handler on
+// the connection's loop holds it while 4,000 frames pile up behind, the
+// drain begins, then the handler returns.
+type heldDrain struct {
+	started, release chan struct{}
+	once             sync.Once
+}
+
+func newHeldDrain(t *testing.T) *heldDrain {
+	h := &heldDrain{started: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(h.let)
+	return h
+}
+
+func (h *heldDrain) let() { h.once.Do(func() { close(h.release) }) }
+
+// handlers adds "hold" to the test handlers.
+func (h *heldDrain) handlers() map[string]engine.Handler {
+	handlers := testHandlers()
+	handlers["hold"] = func(context.Context, *engine.Request) (uint16, []byte, error) {
+		h.started <- struct{}{}
+		<-h.release
+		return 200, []byte("held"), nil
+	}
+	return handlers
+}
+
+// options runs "hold" on the loop, on a pool server too.
+func (h *heldDrain) options() map[string]engine.HandlerOptions {
+	return map[string]engine.HandlerOptions{"hold": {NonBlocking: true}}
+}
+
+// run plays the scenario on c and checks that every answer that arrives
+// is whole and in order, and that the connection ends in a clean EOF.
+func (h *heldDrain) run(t *testing.T, srv *engine.Server, c *client) {
+	const n = 4000
+	wire := c.encode(nil, codec.Frame{Seq: 1, Request: []byte("hold")})
+	for i := range n {
+		wire = c.encode(wire, codec.Frame{Seq: uint32(i + 2), Request: []byte("echo"), Payload: []byte("pipelined")})
+	}
+	written := make(chan error, 1)
+	go func() { written <- c.writeRaw(wire) }()
+	<-h.started
+	if err := testnet.RecvOrFail(t, written, ioTimeout, "the frames to be written"); err != nil {
+		t.Fatal(err)
+	}
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- srv.Shutdown(ctx)
+	}()
+	testnet.WaitFor(t, ioTimeout, "the drain to begin", func() bool {
+		d, err := net.DialTimeout("tcp", srv.AddrString(), time.Second)
+		if err == nil {
+			d.Close()
+		}
+		return err != nil
+	})
+	h.let()
+	got := 0
+	for {
+		f, err := c.recvErr()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("after %d answers: %v, want a clean EOF", got, err)
+			}
+			break
+		}
+		if f.Seq != uint32(got+1) || f.Status != codec.StatusOK {
+			t.Fatalf("answer %d: seq %d status %d", got+1, f.Seq, f.Status)
+		}
+		got++
+	}
+	t.Logf("%d of %d answered before the close", got, n+1)
+	if err := testnet.RecvOrFail(t, shut, 2*ioTimeout, "Shutdown"); err != nil {
+		t.Fatalf("Shutdown = %v", err)
+	}
 }
 
 // A reader that keeps reading, slowly and steadily, gets every byte of a
@@ -1014,68 +1042,19 @@ func TestHalfClosePipelinedStress(t *testing.T) {
 func TestShutdownDoesNotResetUnreadTLS(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			started, release := make(chan struct{}), make(chan struct{})
-			var once sync.Once
+			h := newHeldDrain(t)
 			srv := secServer(t, v, false, func(cfg *engine.Config) {
 				cfg.EventLoops = 1
-				cfg.Handlers["hold"] = func(context.Context, *engine.Request) (uint16, []byte, error) {
-					started <- struct{}{}
-					<-release
-					return 200, []byte("held"), nil
-				}
-				cfg.HandlerOptions = map[string]engine.HandlerOptions{"hold": {NonBlocking: true}}
+				cfg.Handlers = h.handlers()
+				cfg.HandlerOptions = h.options()
 			})
-			t.Cleanup(func() { once.Do(func() { close(release) }) })
 			pki, _ := secCerts(t)
 			tc, err := tls.Dial("tcp", srv.AddrString(), secClientTLS(pki, nil, 0))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer tc.Close()
-			c := &client{t: t, nc: tc}
-			const n = 4000
-			wire := c.encode(nil, codec.Frame{Seq: 1, Request: []byte("hold")})
-			for i := range n {
-				wire = c.encode(wire, codec.Frame{Seq: uint32(i + 2), Request: []byte("echo"), Payload: []byte("pipelined")})
-			}
-			written := make(chan error, 1)
-			go func() { written <- c.writeRaw(wire) }()
-			<-started
-			if err := testnet.RecvOrFail(t, written, ioTimeout, "the frames to be written"); err != nil {
-				t.Fatal(err)
-			}
-			shut := make(chan error, 1)
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				shut <- srv.Shutdown(ctx)
-			}()
-			testnet.WaitFor(t, ioTimeout, "the drain to begin", func() bool {
-				d, err := net.DialTimeout("tcp", srv.AddrString(), time.Second)
-				if err == nil {
-					d.Close()
-				}
-				return err != nil
-			})
-			once.Do(func() { close(release) })
-			got := 0
-			for {
-				f, err := c.recvErr()
-				if err != nil {
-					if !errors.Is(err, io.EOF) {
-						t.Errorf("after %d answers: %v, want a clean EOF", got, err)
-					}
-					break
-				}
-				if f.Seq != uint32(got+1) || f.Status != codec.StatusOK {
-					t.Fatalf("answer %d: seq %d status %d", got+1, f.Seq, f.Status)
-				}
-				got++
-			}
-			t.Logf("%d of %d answered before the close", got, n+1)
-			if err := testnet.RecvOrFail(t, shut, 2*ioTimeout, "Shutdown"); err != nil {
-				t.Fatalf("Shutdown = %v", err)
-			}
+			h.run(t, srv, &client{t: t, nc: tc})
 		})
 	}
 }

@@ -287,29 +287,25 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 	// torn answer ends in a reset instead. A worker that has written its
 	// whole answer directly and is giving the connection back (finishing)
 	// serves the orphan itself, in finish.
-	waiting := false
+	var rest []byte // plain connections: what gnet holds behind the request in flight
+	if rc.tls == nil {
+		rest, _ = c.Peek(-1)
+	}
 	st := rc.state.Load()
 	finishing := st != stateIdle && !rc.unanswered && rc.direct && rc.tls == nil && c.OutboundBuffered() == 0
-	if finishing {
-		if rest, _ := c.Peek(-1); len(rest) > 0 {
-			v, _, _, _, _ := rc.Next(rest)
-			waiting = v == lifecycle.Whole || v == lifecycle.Refuse
-		}
-	} else if st == stateIdle && rc.tls == nil && rc.in == nil {
-		if c.OutboundBuffered() > 0 || rc.lc.Phase() == lifecycle.Writing {
-			if errors.Is(err, io.EOF) {
-				_ = c.SetLinger(0)
-			}
-		} else if rest, _ := c.Peek(-1); len(rest) > 0 {
-			v, _, _, _, _ := rc.Next(rest)
-			waiting = v == lifecycle.Whole || v == lifecycle.Refuse
+	idle := st == stateIdle && rc.tls == nil && rc.in == nil
+	if idle && (c.OutboundBuffered() > 0 || rc.lc.Phase() == lifecycle.Writing) {
+		idle = false
+		if errors.Is(err, io.EOF) {
+			_ = c.SetLinger(0)
 		}
 	}
+	waiting := (finishing || idle) && rc.frameWaits(rest)
 	idleOrphan := false
 	if (rc.unanswered || waiting) && !t.srv.halt.Load() && errors.Is(err, io.EOF) {
 		if nc := dupConn(c.Fd()); nc != nil {
 			o := &orphan{nc: nc, info: rc.connInfo(), byFinish: finishing && !rc.unanswered}
-			if rest, _ := c.Peek(-1); len(rest) > 0 && rc.tls == nil {
+			if len(rest) > 0 {
 				// Frames pipelined behind the request in flight were read
 				// before the FIN: they are answered after it, and stay
 				// charged to the inbound budget (over it, they go).
@@ -369,6 +365,13 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 	rc.lc.Enter(lifecycle.Closed, 0)
 	t.srv.connClosed(&rc.session, err)
 	return gnet.None
+}
+
+// frameWaits reports whether buf begins with a frame to answer: a whole
+// one, or one to refuse.
+func (rc *rconn) frameWaits(buf []byte) bool {
+	v, _, _, _, _ := rc.Next(buf)
+	return v == lifecycle.Whole || v == lifecycle.Refuse
 }
 
 // orphan is a half-closed connection still answering (gnet closes a
@@ -450,7 +453,7 @@ func (rc *rconn) finishOrphan(v [][]byte) {
 	o := t.orphan(rc)
 	ok := !t.srv.forcedNow() && (v == nil || rc.writeOrphan(o.nc, v))
 	if ok && o.rest != nil {
-		lifecycle.Decode(&rc.session, &orphanSource{rc: rc, o: o, info: o.info}, &rc.lc, &t.srv.closed, unixNow)
+		lifecycle.Decode(&rc.session, orphanSource{rc: rc, o: o}, &rc.lc, &t.srv.closed, unixNow)
 	}
 	o.nc.Close()
 	t.srv.budget.set(&rc.hold, 0, rc)
@@ -494,18 +497,17 @@ func (rc *rconn) writeOrphan(nc net.Conn, v [][]byte) bool {
 // descriptor. Nothing more will arrive. A handler timeout here ends the
 // handler's context and answers timed out when it returns, as on a loop.
 type orphanSource struct {
-	rc   *rconn
-	o    *orphan
-	info ConnInfo
+	rc *rconn
+	o  *orphan
 }
 
-func (s *orphanSource) Inbound() []byte { return s.o.rest }
+func (s orphanSource) Inbound() []byte { return s.o.rest }
 
-func (s *orphanSource) More(lifecycle.Verdict, []byte, int) lifecycle.Step {
+func (s orphanSource) More(lifecycle.Verdict, []byte, int) lifecycle.Step {
 	return lifecycle.Close // the peer has finished sending
 }
 
-func (s *orphanSource) Refuse(buf []byte, err error) lifecycle.Step {
+func (s orphanSource) Refuse(buf []byte, err error) lifecycle.Step {
 	srv := s.rc.srv
 	x := srv.getExchange()
 	s.rc.writeOrphan(s.o.nc, s.rc.refusal(x, buf, err))
@@ -513,14 +515,14 @@ func (s *orphanSource) Refuse(buf []byte, err error) lifecycle.Step {
 	return lifecycle.Close
 }
 
-func (s *orphanSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
+func (s orphanSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	rc, srv := s.rc, s.rc.srv
 	if srv.forcedNow() || rc.hold.evicted() {
 		return lifecycle.Close
 	}
 	x := srv.getExchange()
 	x.canWait = false
-	x.info = s.info
+	x.info = s.o.info
 	x.cur = f
 	rc.lc.Enter(lifecycle.Dispatched, unixNow())
 	r := rc.dispatch(x, f)
@@ -997,10 +999,11 @@ func (rc plainSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	srv := rc.srv
 	c := rc.gc
 	owned := rc.in != nil
-	pending := c.InboundBuffered() > 0
+	behind := c.InboundBuffered() // after the frame, unless it is in gnet's buffer
 	if !owned {
-		pending = c.InboundBuffered() > len(raw)
+		behind -= len(raw)
 	}
+	pending := behind > 0
 	if onLoop, nonBlocking := rc.onLoop(f); onLoop {
 		x := srv.getExchange()
 		r, v := rc.answerOnLoop(x, f, nonBlocking, len(raw))

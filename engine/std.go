@@ -376,7 +376,7 @@ func (c *stdConn) fill(need int) error {
 				dl := c.t.to.DeadlineTime(c.lc.Phase(), c.lc.Since())
 				if !srv.budget.waitRoom(dl, srv.forced, srv.closed.Load) {
 					if srv.closed.Load() {
-						return errors.New("petrel: draining") // a partial frame: closed at once
+						return errDraining // a partial frame: closed at once
 					}
 					srv.stats.timedOut.Add(1)
 					return errors.New("petrel: inbound budget exhausted")
@@ -389,7 +389,7 @@ func (c *stdConn) fill(need int) error {
 			// came between our last read and the deadline just set, it was
 			// overwritten. Closed is set before the interruption, so
 			// looking now cannot miss it.
-			return errors.New("petrel: draining")
+			return errDraining
 		}
 		m, err := c.nc.Read(c.buf[len(c.buf):cap(c.buf)])
 		c.buf = c.buf[:len(c.buf)+m]
@@ -402,7 +402,7 @@ func (c *stdConn) fill(need int) error {
 			}
 			if isTimeout(err) {
 				if srv.closed.Load() {
-					return errors.New("petrel: draining")
+					return errDraining
 				}
 				if c.lc.Phase() == lifecycle.Idle {
 					// The idle timer runs from the end of the last answer:
@@ -482,6 +482,9 @@ func (c *stdConn) write(v [][]byte) bool {
 	}
 	return true
 }
+
+// errDraining ends a connection the drain closes while it waits for bytes.
+var errDraining = errors.New("petrel: draining")
 
 // resetOnClose makes closing nc reset a TCP connection (also under TLS),
 // as the reactor does: an answer torn by the write timeout must not look
