@@ -20,3 +20,11 @@ func SetRandRead(f func([]byte) (int, error)) (restore func()) {
 	randRead = f
 	return func() { randRead = old }
 }
+
+// SetAfterAnswerWritten makes the reactor's workers call f after writing
+// an answer whole, before they give the connection back.
+func SetAfterAnswerWritten(f func()) (restore func()) {
+	old := afterAnswerWritten
+	afterAnswerWritten = f
+	return func() { afterAnswerWritten = old }
+}

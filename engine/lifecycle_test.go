@@ -1078,3 +1078,119 @@ func TestShutdownClosesBudgetWaiter(t *testing.T) {
 		t.Fatalf("Shutdown = %v, want the waiting partial frame closed at once", err)
 	}
 }
+
+// A synchronous client's next frame can reach the reactor while the worker
+// that wrote the last answer has not yet given the connection back. When
+// that frame is refused from its header (over the payload limit) and more
+// than the backlog allowance of it arrives in that window, the client
+// still gets its 402: the loop no longer takes it for a pipelined backlog
+// and cuts it without an answer. On the pool a hook holds the worker in
+// the window; inline and std have no such window and must answer the same.
+func TestRefusalBehindWrittenAnswer(t *testing.T) {
+	for _, v := range variants {
+		for _, network := range []string{"tcp", "unix", "tls"} {
+			t.Run(v.name+"/"+network, func(t *testing.T) {
+				release := make(chan struct{})
+				free := sync.OnceFunc(func() { close(release) })
+				defer free()
+				var once sync.Once
+				// Restored after the server's Close (cleanups run last first).
+				t.Cleanup(engine.SetAfterAnswerWritten(func() { once.Do(func() { <-release }) }))
+				var srv *engine.Server
+				var c *client
+				if network == "tls" {
+					srv = secServer(t, v, false, func(cfg *engine.Config) { cfg.MaxPayload = 64 << 10 })
+					pki, _ := secCerts(t)
+					tc, err := tls.Dial("tcp", srv.AddrString(), secClientTLS(pki, nil, 0))
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer tc.Close()
+					c = &client{t: t, nc: tc}
+				} else {
+					srv = env{v, network}.listen(t, engine.Config{MaxPayload: 64 << 10})
+					c = dial(t, srv)
+				}
+				c.expect("echo", []byte("first"), codec.StatusOK, []byte("first"))
+				// The first answer is out; on the pool its worker is held.
+				big := c.encode(nil, codec.Frame{Seq: 2, Request: []byte("echo"), Payload: make([]byte, 2<<20)})
+				wrote := make(chan error, 1)
+				go func() { wrote <- c.writeRaw(big) }()
+				if v.name == "reactor-pool" {
+					testnet.WaitFor(t, ioTimeout, "the refused frame to be buffered behind the answer", func() bool {
+						return srv.Stats().Buffered > 300<<10 || len(wrote) > 0
+					})
+					free()
+				}
+				f, err := c.recvErr()
+				if err != nil {
+					t.Fatalf("answer to the refused frame: %v (write: %v)", err, testnet.RecvOrFail(t, wrote, ioTimeout, "the write"))
+				}
+				if f.Status != codec.StatusPayloadTooLarge || f.Seq != 2 {
+					t.Fatalf("answer status %d seq %d, want 402 seq 2", f.Status, f.Seq)
+				}
+				c.close()
+				testnet.RecvOrFail(t, wrote, ioTimeout, "the write to end")
+			})
+		}
+	}
+}
+
+// A frame the peer sent while its previous request ran, and that the
+// server had not read when the drain began (std reads on demand; an
+// inline handler holds its loop), is still answered before the close:
+// the drain reads once what the kernel holds.
+func TestShutdownAnswersUnreadFrames(t *testing.T) {
+	for _, v := range variants {
+		for _, network := range []string{"tcp", "unix", "tls"} {
+			t.Run(v.name+"/"+network, func(t *testing.T) {
+				h := newHeldDrain(t)
+				var srv *engine.Server
+				var c *client
+				if network == "tls" {
+					srv = secServer(t, v, false, func(cfg *engine.Config) { cfg.Handlers, cfg.EventLoops = h.handlers(), 1 })
+					pki, _ := secCerts(t)
+					tc, err := tls.Dial("tcp", srv.AddrString(), secClientTLS(pki, nil, 0))
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer tc.Close()
+					c = &client{t: t, nc: tc}
+				} else {
+					srv = env{v, network}.listen(t, engine.Config{Handlers: h.handlers(), EventLoops: 1})
+					c = dial(t, srv)
+				}
+				c.send("hold", nil)
+				testnet.RecvOrFail(t, h.started, ioTimeout, "the handler to start")
+				// The handler runs: std is not reading, an inline loop is
+				// held; the frame stays in the kernel.
+				c.send("echo", []byte("behind"))
+				shut := make(chan error, 1)
+				go func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					shut <- srv.Shutdown(ctx)
+				}()
+				testnet.WaitFor(t, ioTimeout, "the drain to begin", func() bool {
+					d, err := net.DialTimeout(srv.Addr().Network(), srv.Addr().String(), time.Second)
+					if err == nil {
+						d.Close()
+					}
+					return err != nil
+				})
+				h.let()
+				if f := c.recv(); f.Seq != 1 || string(f.Payload) != "held" {
+					t.Fatalf("first answer: seq %d %q", f.Seq, f.Payload)
+				}
+				f, err := c.recvErr()
+				if err != nil || f.Seq != 2 || string(f.Payload) != "behind" {
+					t.Fatalf("answer to the frame sent behind: %v (seq %d %q)", err, f.Seq, f.Payload)
+				}
+				c.expectClosed()
+				if err := testnet.RecvOrFail(t, shut, 2*ioTimeout, "Shutdown"); err != nil {
+					t.Fatalf("Shutdown = %v", err)
+				}
+			})
+		}
+	}
+}

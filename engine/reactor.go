@@ -515,6 +515,9 @@ func (s orphanSource) Refuse(buf []byte, err error) lifecycle.Step {
 	return lifecycle.Close
 }
 
+// ReadAhead: the peer has half-closed; everything it sent is in rest.
+func (s orphanSource) ReadAhead() bool { return false }
+
 func (s orphanSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	rc, srv := s.rc, s.rc.srv
 	if srv.forcedNow() || rc.hold.evicted() {
@@ -574,7 +577,7 @@ func (t *reactorTransport) OnTraffic(c gnet.Conn) gnet.Action {
 	// counts against the server's inbound budget.
 	if rc.state.Load() != stateIdle || rc.lc.Phase() == lifecycle.Writing {
 		if ib := c.InboundBuffered(); ib > pipelineSlack {
-			if limit := rc.backlogAllowance(ib); ib > limit {
+			if limit := rc.backlogAllowance(ib); ib > limit && rc.backlogged() {
 				t.srv.stats.evicted.Add(1)
 				t.srv.logRated("refusal", slog.LevelWarn, "petrel: pipelined backlog over the limit; closing", "conn", rc.id,
 					"backlog", ib, "limit", limit)
@@ -843,6 +846,11 @@ func (rc *rconn) check() (act gnet.Action, stop bool) {
 		rc.tls == nil && rc.gc.InboundBuffered() == 0 {
 		// Nothing read is left unanswered. (With bytes buffered, the
 		// decoder serves the frames already here and closes after them.)
+		if p == lifecycle.Idle && rc.unread() > 0 {
+			// Frames the peer sent wait in the kernel: gnet's
+			// level-triggered poller reports them next.
+			return gnet.None, true
+		}
 		if rc.srv.drainLingers(p, rc.unread) {
 			return rc.startLinger(now), true
 		}
@@ -995,6 +1003,11 @@ func stepOf(act gnet.Action) lifecycle.Step {
 // answer) it answers at once and goes on to the next frame while the
 // answer has left; otherwise it hands f to a worker (copying it out of
 // gnet's buffer first, and discarding it there).
+// ReadAhead: gnet reads what arrives as it arrives, unless an inline
+// handler held the loop: then frames the peer sent may wait in the kernel,
+// and the loop waits for gnet to read them.
+func (rc plainSource) ReadAhead() bool { return rc.unread() > 0 }
+
 func (rc plainSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	srv := rc.srv
 	c := rc.gc
@@ -1093,6 +1106,19 @@ func (rc *rconn) backlogAllowance(ib int) int {
 		return len(head) + need + pipelineSlack
 	}
 	return pipelineSlack // refused once it is decoded
+}
+
+// backlogged reports whether what rc holds behind its request is a
+// pipelined backlog: the answer is still owed (a worker has not written
+// it) or still leaving. Once the worker has written it, the client may
+// have read it and sent its next frame before the worker gives the
+// connection back: that frame is not a backlog, and the loop serves it (a
+// refusal from its header included) once the worker is done. The inbound
+// budget still bounds what it holds. Loop goroutine.
+func (rc *rconn) backlogged() bool {
+	rc.wmu.Lock()
+	defer rc.wmu.Unlock()
+	return rc.unanswered || (rc.state.Load() == stateIdle && rc.lc.Phase() == lifecycle.Writing)
 }
 
 // mustRefuseBusy reports whether a blocking request must be answered busy
@@ -1246,6 +1272,9 @@ func (rc *rconn) answer(r result) {
 		}
 		rc.wmu.Unlock()
 		if err == nil && n == total {
+			if afterAnswerWritten != nil {
+				afterAnswerWritten()
+			}
 			rc.release()
 			rc.finish()
 			return
@@ -1265,6 +1294,11 @@ func (rc *rconn) answer(r result) {
 		rc.release()
 	}
 }
+
+// afterAnswerWritten, when set (by tests), runs on the worker after it
+// has written an answer whole (plain and direct, or TLS) and before it
+// gives the connection back.
+var afterAnswerWritten func()
 
 // skipBytes drops the first n bytes from v.
 func skipBytes(v [][]byte, n int) [][]byte {

@@ -335,7 +335,7 @@ func (rc *rconn) trafficTLS() gnet.Action {
 	t := rc.srv.rt
 	c := rc.gc
 	if buf, _ := c.Peek(-1); len(buf) > 0 {
-		if rc.state.Load() != stateIdle && x.pipe.buffered()+len(buf) > t.backlogLimit {
+		if rc.state.Load() != stateIdle && x.pipe.buffered()+len(buf) > t.backlogLimit && rc.backlogged() {
 			t.srv.logRated("refusal", slog.LevelWarn, "petrel: pipelined backlog over the limit; closing", "conn", rc.id)
 			return gnet.Close
 		}
@@ -563,6 +563,9 @@ func (rc tlsSource) Refuse(buf []byte, err error) lifecycle.Step {
 	return lifecycle.Pause
 }
 
+// ReadAhead: as plainSource's; the kernel holds ciphertext.
+func (rc tlsSource) ReadAhead() bool { return rc.unread() > 0 }
+
 func (rc tlsSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	x := rc.tls
 	srv := rc.srv
@@ -693,6 +696,9 @@ func (rc *rconn) answerTLS(r result) {
 	rc.wmu.Lock()
 	rc.unanswered = false
 	rc.wmu.Unlock()
+	if afterAnswerWritten != nil {
+		afterAnswerWritten()
+	}
 	rc.x = nil
 	if !r.abandoned {
 		srv.putExchange(ex)

@@ -216,6 +216,10 @@ func (c stdSource) Refuse(buf []byte, err error) lifecycle.Step {
 	return lifecycle.Close
 }
 
+// ReadAhead: std reads only when it needs bytes, so at a drain the frames
+// a peer sent may still be in the kernel.
+func (c stdSource) ReadAhead() bool { return connUnread(c.nc) > 0 }
+
 func (c stdSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	srv := c.srv
 	n := len(raw)
@@ -361,6 +365,7 @@ func (c *stdConn) stopWatch() bool {
 func (c *stdConn) fill(need int) error {
 	srv := c.srv
 	want := len(c.buf) + need
+	interrupted := false
 	for len(c.buf) < want {
 		if cap(c.buf)-len(c.buf) < min(want-len(c.buf), stdReadBuf) || len(c.buf) == cap(c.buf) {
 			nb := make([]byte, len(c.buf), min(want, max(2*cap(c.buf), stdReadBuf)))
@@ -383,13 +388,23 @@ func (c *stdConn) fill(need int) error {
 				}
 			}
 		}
-		c.nc.SetReadDeadline(c.t.to.DeadlineTime(c.lc.Phase(), c.lc.Since()))
+		dl := c.t.to.DeadlineTime(c.lc.Phase(), c.lc.Since())
+		c.nc.SetReadDeadline(dl)
 		if srv.closed.Load() && lifecycle.ClosesWhenDraining(c.lc.Phase()) {
 			// The drain interrupts each connection's read once: when that
 			// came between our last read and the deadline just set, it was
 			// overwritten. Closed is set before the interruption, so
 			// looking now cannot miss it.
-			return errDraining
+			if c.lc.Phase() != lifecycle.Idle || connUnread(c.nc) == 0 {
+				return errDraining
+			}
+			// Frames the peer sent before the drain wait in the kernel:
+			// read them, as the reactor reads what arrives, and answer
+			// those that are whole. The read takes what is there; under
+			// TLS a partial record could block, hence the linger bound.
+			if ld := time.Now().Add(lifecycle.LingerTime); dl.IsZero() || ld.Before(dl) {
+				c.nc.SetReadDeadline(ld)
+			}
 		}
 		m, err := c.nc.Read(c.buf[len(c.buf):cap(c.buf)])
 		c.buf = c.buf[:len(c.buf)+m]
@@ -402,6 +417,12 @@ func (c *stdConn) fill(need int) error {
 			}
 			if isTimeout(err) {
 				if srv.closed.Load() {
+					if !interrupted && m == 0 && c.lc.Phase() == lifecycle.Idle && connUnread(c.nc) > 0 {
+						// The drain's interruption came after our deadline:
+						// look again, and read what the peer sent before.
+						interrupted = true
+						continue
+					}
 					return errDraining
 				}
 				if c.lc.Phase() == lifecycle.Idle {

@@ -54,13 +54,20 @@ type Source interface {
 	// Serve answers frame f, whose bytes raw are at the front of Inbound,
 	// and drops them from it, or hands f to another goroutine (Pause).
 	Serve(f codec.Frame, raw []byte) Step
+	// ReadAhead is asked when the server drains and no frame is begun:
+	// it reports whether bytes the peer sent wait unread (in the kernel),
+	// to be read by More, so that the whole frames among them are
+	// answered before the close. (A peer that keeps sending frames keeps
+	// being answered, within the drain's bound, as on a transport that
+	// reads everything as it arrives.)
+	ReadAhead() bool
 }
 
 // Decode is the decode loop, the same for every transport: it serves the
 // frames src holds, one at a time, until src must wait or the connection
 // must close. For a connection waiting for bytes it takes the lifecycle's
-// decision ([State.Await]: close at once if draining) at clock's time
-// before it asks src for more.
+// decision ([State.Await]: close at once if draining, unless src has
+// bytes to read ahead) at clock's time before it asks src for more.
 func Decode(d Decoder, src Source, st *State, draining *atomic.Bool, clock func() int64) Step {
 	for {
 		buf := src.Inbound()
@@ -70,7 +77,7 @@ func Decode(d Decoder, src Source, st *State, draining *atomic.Bool, clock func(
 		case Refuse:
 			return src.Refuse(buf, err)
 		case Empty, Partial:
-			if st.Await(v, draining.Load(), clock) {
+			if st.Await(v, draining.Load(), clock) && (v == Partial || !src.ReadAhead()) {
 				return Close
 			}
 			s = src.More(v, buf, need)

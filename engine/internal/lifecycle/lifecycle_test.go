@@ -166,8 +166,11 @@ type scriptSource struct {
 	buf      []byte
 	arrivals [][]byte
 	serveAs  Step // what Serve returns
+	ahead    bool // arrivals wait unread (in the kernel): ReadAhead says so
 	calls    []string
 }
+
+func (s *scriptSource) ReadAhead() bool { return s.ahead && len(s.arrivals) > 0 }
 
 func (s *scriptSource) Inbound() []byte { return s.buf }
 
@@ -214,32 +217,41 @@ func TestDecode(t *testing.T) {
 		arrivals [][]byte
 		draining bool
 		serveAs  Step
+		ahead    bool
 		want     string
 		end      Step
 		phase    Phase
 	}{
-		{"nothing buffered", nil, nil, false, Continue, "more(empty,11)", Pause, Idle},
-		{"nothing buffered, draining", nil, nil, true, Continue, "", Close, Idle},
-		{"part of a header", f10[:5], nil, false, Continue, "more(partial,6)", Pause, Reading},
-		{"part of a header, draining", f10[:5], nil, true, Continue, "", Close, Reading},
-		{"header, part of the payload", f10[:20], nil, false, Continue, "more(partial,5)", Pause, Reading},
-		{"a frame", f10, nil, false, Continue, "serve(echo,25) more(empty,11)", Pause, Idle},
-		{"two frames and a part", cat(f10, f10, f10[:3]), nil, false, Continue,
+		{"nothing buffered", nil, nil, false, Continue, false, "more(empty,11)", Pause, Idle},
+		{"nothing buffered, draining", nil, nil, true, Continue, false, "", Close, Idle},
+		{"part of a header", f10[:5], nil, false, Continue, false, "more(partial,6)", Pause, Reading},
+		{"part of a header, draining", f10[:5], nil, true, Continue, false, "", Close, Reading},
+		{"header, part of the payload", f10[:20], nil, false, Continue, false, "more(partial,5)", Pause, Reading},
+		{"a frame", f10, nil, false, Continue, false, "serve(echo,25) more(empty,11)", Pause, Idle},
+		{"two frames and a part", cat(f10, f10, f10[:3]), nil, false, Continue, false,
 			"serve(echo,25) serve(echo,25) more(partial,8)", Pause, Reading},
 		// A frame handed to another goroutine stops the loop; what follows
 		// it waits.
-		{"handed off", cat(f10, f10), nil, false, Pause, "serve(echo,25)", Pause, Idle},
+		{"handed off", cat(f10, f10), nil, false, Pause, false, "serve(echo,25)", Pause, Idle},
 		// Whole frames already read are answered while draining.
-		{"a frame, draining", f10, nil, true, Continue, "serve(echo,25)", Close, Idle},
-		{"two frames, draining", cat(f10, f10), nil, true, Continue, "serve(echo,25) serve(echo,25)", Close, Idle},
-		{"a trickle (blocking reads)", f10[:4], [][]byte{f10[4:12], f10[12:]}, false, Continue,
+		{"a frame, draining", f10, nil, true, Continue, false, "serve(echo,25)", Close, Idle},
+		{"two frames, draining", cat(f10, f10), nil, true, Continue, false, "serve(echo,25) serve(echo,25)", Close, Idle},
+		{"a trickle (blocking reads)", f10[:4], [][]byte{f10[4:12], f10[12:]}, false, Continue, false,
 			"more(partial,7) more(partial,3) serve(echo,25) more(empty,11)", Pause, Idle},
 		// Refused from its header and request text, before the payload.
-		{"over the payload limit", big[:codec.HeaderLen+4], nil, false, Continue, "refuse", Close, Idle},
-		{"refused after a frame", cat(f10, big[:codec.HeaderLen+4]), nil, false, Continue, "serve(echo,25) refuse", Close, Idle},
+		{"over the payload limit", big[:codec.HeaderLen+4], nil, false, Continue, false, "refuse", Close, Idle},
+		{"refused after a frame", cat(f10, big[:codec.HeaderLen+4]), nil, false, Continue, false, "serve(echo,25) refuse", Close, Idle},
+		// Draining, nothing buffered: what the peer sent, still unread, is
+		// read and its whole frames are answered.
+		{"unread frames, draining", nil, [][]byte{cat(f10, f10)}, true, Continue, true,
+			"more(empty,11) serve(echo,25) serve(echo,25)", Close, Idle},
+		{"unread part of a frame, draining", nil, [][]byte{f10[:7]}, true, Continue, true,
+			"more(empty,11)", Close, Reading},
+		{"unread frames in two reads, draining", nil, [][]byte{f10, f10}, true, Continue, true,
+			"more(empty,11) serve(echo,25) more(empty,11) serve(echo,25)", Close, Idle},
 	}
 	for _, c := range cases {
-		src := &scriptSource{buf: c.buf, arrivals: c.arrivals, serveAs: c.serveAs}
+		src := &scriptSource{buf: c.buf, arrivals: c.arrivals, serveAs: c.serveAs, ahead: c.ahead}
 		var draining atomic.Bool
 		draining.Store(c.draining)
 		var l State
