@@ -1295,11 +1295,6 @@ func (rc *rconn) answer(r result) {
 	}
 }
 
-// afterAnswerWritten, when set (by tests), runs on the worker after it
-// has written an answer whole (plain and direct, or TLS) and before it
-// gives the connection back.
-var afterAnswerWritten func()
-
 // skipBytes drops the first n bytes from v.
 func skipBytes(v [][]byte, n int) [][]byte {
 	for len(v) > 0 && n >= len(v[0]) {

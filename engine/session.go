@@ -13,6 +13,11 @@ import (
 // returns errors); read once per version-1 negotiation.
 var randRead = rand.Read
 
+// afterAnswerWritten, when set (by tests), runs on a reactor worker after
+// it has written an answer whole (plain and direct, or TLS) and before it
+// gives the connection back.
+var afterAnswerWritten func()
+
 // Static payloads of the negotiation's answers.
 var (
 	protoV0        = []byte{codec.ProtocolV0} // 200 to a version-0 PROTOCHECK
