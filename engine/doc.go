@@ -40,9 +40,10 @@
 // # Stopping
 //
 // [Server.Shutdown] stops gracefully: idle connections and partial frames
-// close at once, every request already read is answered, and each
-// connection closes once its answer is written; it returns an error
-// wrapping [ErrDrainCut] if its context ends first. [Server.Close] stops
+// close at once, every request already received (read, or waiting in the
+// kernel) is answered, and each connection closes once its answer is
+// written; it returns an error wrapping [ErrDrainCut] if its context ends
+// first. [Server.Close] stops
 // at once, at any time, within about a second. A first SIGINT or SIGTERM
 // shuts every server in the process down, bounded by
 // Config.ShutdownTimeout; a second closes them (unless

@@ -213,7 +213,8 @@ func (s *Server) Wait() error {
 
 // Shutdown stops the server gracefully: it stops accepting connections,
 // closes idle connections and partly received frames at once, answers
-// every request already read, and closes each remaining connection once its
+// every request already received (read, or waiting in the kernel when its
+// connection would close), and closes each remaining connection once its
 // answer is fully written (each bounded by WriteTimeout). It returns when
 // all are closed. If ctx ends first, or [Server.Close] is called meanwhile,
 // the rest are closed at once and Shutdown returns an error wrapping
