@@ -143,3 +143,86 @@ func TestHandshakeHoarding(t *testing.T) {
 		})
 	}
 }
+
+// The inbound budget counts only bytes a connection still holds: once a
+// large frame is answered, its bytes are given back, on every engine and
+// over TLS. Eight clients each send one 3 MB request in turn (its answer
+// too large to leave in one write) and then stay idle, under an 8 MiB
+// budget: none is evicted, and nothing stays charged. (The reactor once kept each answered frame charged until the
+// connection's next event, and evicted idle clients for them.)
+func TestBudgetReleasedAfterAnswer(t *testing.T) {
+	for _, v := range variants {
+		for _, transport := range []string{"tcp", "tls"} {
+			t.Run(v.name+"/"+transport, func(t *testing.T) {
+				mod := func(cfg *engine.Config) { cfg.MaxBuffered = 8 << 20 }
+				var srv *engine.Server
+				dialOne := func() *client { return dial(t, srv) }
+				if transport == "tls" {
+					srv = secServer(t, v, false, mod)
+					pki, _ := secCerts(t)
+					dialOne = func() *client {
+						tc, err := tls.Dial("tcp", srv.AddrString(), secClientTLS(pki, nil, 0))
+						if err != nil {
+							t.Fatal(err)
+						}
+						t.Cleanup(func() { tc.Close() })
+						return &client{t: t, nc: tc}
+					}
+				} else {
+					cfg := engine.Config{}
+					mod(&cfg)
+					srv = env{v, "tcp"}.listen(t, cfg)
+				}
+				payload := make([]byte, 3_000_000)
+				var cs []*client
+				for i := range 8 {
+					c := dialOne()
+					c.opts.MaxPayload = 4 << 20
+					c.expect("echo", payload, codec.StatusOK, payload)
+					testnet.WaitFor(t, ioTimeout, "the answered frame's bytes to be given back", func() bool {
+						return srv.Stats().Buffered == 0
+					})
+					if st := srv.Stats(); st.Evicted != 0 {
+						t.Fatalf("after client %d: %d evicted", i+1, st.Evicted)
+					}
+					cs = append(cs, c)
+				}
+				for _, c := range cs {
+					c.expect("echo", []byte("still here"), codec.StatusOK, []byte("still here"))
+				}
+			})
+		}
+	}
+}
+
+// Std holds many connections back at the inbound budget without going over
+// it: a connection's buffer is charged before it grows, and one that would
+// take the budget over gives the growth back and waits. So what is held
+// stays within MaxBuffered plus one first read buffer (4 KiB) per
+// connection, however many wait. (Each waiting connection once kept its
+// grown buffer charged: 60 of them held twice the budget.)
+func TestStdBudgetHoldsBackWithinLimit(t *testing.T) {
+	const limit, conns = 2 << 20, 60
+	srv := env{variant{"std", engine.Std, false}, "tcp"}.listen(t, engine.Config{MaxBuffered: limit, ReadTimeout: time.Minute})
+	var hdr [codec.HeaderLen]byte
+	codec.PutHeader(hdr[:], 0, 1, 4, codec.DefaultMaxPayload-1)
+	wire := append(append(hdr[:], "echo"...), make([]byte, 210_000)...)
+	var wg sync.WaitGroup
+	for range conns {
+		c := dial(t, srv)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.writeRaw(wire) // the kernel's buffers take it; the server reads what the budget allows
+		}()
+	}
+	wg.Wait()
+	testnet.WaitFor(t, ioTimeout, "most connections to wait for room", func() bool {
+		return srv.Stats().Evicted >= conns/2
+	})
+	got, bound := srv.Stats().Buffered, int64(limit+conns*4<<10)
+	if got > bound {
+		t.Fatalf("Buffered %d with %d connections waiting, want at most %d (the limit plus one read buffer each)", got, conns, bound)
+	}
+	t.Logf("Buffered %d of a %d limit", got, limit)
+}

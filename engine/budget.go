@@ -30,8 +30,12 @@ type evictor interface{ evict() }
 
 // holding is one connection's share of the budget: the bytes it holds,
 // or evictedMark once the budget has closed it (set then gives nothing
-// back). n is changed only by the connection's owner through budget.set,
-// and by evictLargest. It is one word: every idle connection has one.
+// back). n is changed through budget.set, by whichever goroutine moves the
+// connection (a reactor's loop charges a pipelined backlog while the
+// worker that owns the request gives its frame back), and by
+// evictLargest; each change is a compare-and-swap, so the budget's total
+// stays the sum of its holdings. It is one word: every idle connection
+// has one.
 type holding struct {
 	n int64
 }
@@ -46,43 +50,46 @@ func newBudget(limit int64) *budget {
 	return &budget{limit: limit, big: map[*holding]evictor{}, room: make(chan struct{})}
 }
 
-// set makes h, the holding of the connection owner, hold n bytes and
+// set makes h, the holding of owner's connection, hold n bytes and
 // reports whether the budget is now exceeded.
 func (b *budget) set(h *holding, n int64, owner evictor) (over bool) {
-	old := atomic.LoadInt64(&h.n)
-	if old == evictedMark {
-		return false
-	}
-	if n == old {
-		return b.used.Load() > b.limit
-	}
-	if old > bigHolding || n > bigHolding {
-		b.mu.Lock()
-		if h.evicted() {
-			b.mu.Unlock()
+	for {
+		old := atomic.LoadInt64(&h.n)
+		if old == evictedMark {
 			return false
 		}
-		if n > bigHolding {
-			b.big[h] = owner
-		} else {
-			delete(b.big, h)
+		if n == old {
+			return b.used.Load() > b.limit
 		}
-		atomic.StoreInt64(&h.n, n)
+		if old > bigHolding || n > bigHolding {
+			b.mu.Lock()
+			if !atomic.CompareAndSwapInt64(&h.n, old, n) {
+				b.mu.Unlock()
+				continue // changed meanwhile (or evicted): look again
+			}
+			if n > bigHolding {
+				b.big[h] = owner
+			} else {
+				delete(b.big, h)
+			}
+			used := b.used.Add(n - old)
+			if n < old {
+				b.wakeLocked()
+			}
+			b.mu.Unlock()
+			return used > b.limit
+		}
+		if !atomic.CompareAndSwapInt64(&h.n, old, n) {
+			continue
+		}
 		used := b.used.Add(n - old)
-		if n < old {
+		if n < old && old > 0 {
+			b.mu.Lock()
 			b.wakeLocked()
+			b.mu.Unlock()
 		}
-		b.mu.Unlock()
 		return used > b.limit
 	}
-	atomic.StoreInt64(&h.n, n)
-	used := b.used.Add(n - old)
-	if n < old && old > 0 {
-		b.mu.Lock()
-		b.wakeLocked()
-		b.mu.Unlock()
-	}
-	return used > b.limit
 }
 
 func (b *budget) wakeLocked() {
@@ -113,8 +120,14 @@ func (b *budget) evictLargest(self *holding, selfOwner evictor) int {
 			return closed
 		}
 		delete(b.big, top)
-		b.used.Add(-atomic.LoadInt64(&top.n))
-		atomic.StoreInt64(&top.n, evictedMark)
+		for {
+			// A small holding (self) can change outside the lock.
+			v := atomic.LoadInt64(&top.n)
+			if atomic.CompareAndSwapInt64(&top.n, v, evictedMark) {
+				b.used.Add(-v)
+				break
+			}
+		}
 		b.wakeLocked()
 		b.mu.Unlock()
 		owner.evict()
@@ -133,21 +146,21 @@ func (b *budget) wake() {
 	b.mu.Unlock()
 }
 
-// waitRoom waits until the budget has room or until deadline (zero: no
-// deadline), stop closes or quit says so (looked at on every wake); it
-// reports whether there is room.
-func (b *budget) waitRoom(deadline time.Time, stop <-chan struct{}, quit func() bool) bool {
+// waitRoom waits until the budget has room for delta more bytes, or until
+// deadline (zero: no deadline), stop closes or quit says so (looked at on
+// every wake); it reports whether there is room.
+func (b *budget) waitRoom(delta int64, deadline time.Time, stop <-chan struct{}, quit func() bool) bool {
 	var timeout <-chan time.Time
 	if !deadline.IsZero() {
 		t := time.NewTimer(time.Until(deadline))
 		defer t.Stop()
 		timeout = t.C
 	}
-	for b.used.Load() > b.limit {
+	for b.used.Load()+delta > b.limit {
 		b.mu.Lock()
 		room := b.room
 		b.mu.Unlock()
-		if b.used.Load() <= b.limit {
+		if b.used.Load()+delta <= b.limit {
 			return true
 		}
 		if quit() {

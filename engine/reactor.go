@@ -1034,6 +1034,8 @@ func (rc plainSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 		} else {
 			c.Discard(len(raw))
 		}
+		// The frame is answered: the connection holds what follows it.
+		srv.budget.set(&rc.hold, int64(c.InboundBuffered()), rc)
 		if act := rc.sent(r.closes, size); act != gnet.None || rc.lc.Phase() != lifecycle.Idle {
 			return stepOf(act)
 		}
@@ -1341,8 +1343,14 @@ func (t *reactorTransport) afterAsyncWrite(c gnet.Conn, err error) error {
 func (rc *rconn) release() {
 	x := rc.x
 	abandoned := x != nil && x.res.abandoned
-	if rc.in != nil && !abandoned {
-		bytebufferpool.Put(rc.in)
+	if rc.in != nil {
+		if !abandoned {
+			bytebufferpool.Put(rc.in)
+		}
+		// The frame is answered: the connection no longer holds it. (A
+		// backlog the loop charged meanwhile is charged again when the
+		// loop decodes it; the worker wakes the loop for it.)
+		rc.srv.budget.set(&rc.hold, 0, rc)
 	}
 	rc.in = nil
 	if x != nil {

@@ -575,6 +575,8 @@ func (rc tlsSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 		r, vec := rc.answerOnLoop(ex, f, nonBlocking, len(raw))
 		rc.writeTLS(vec)
 		srv.putExchange(ex)
+		// The frame is answered: the connection holds what follows it.
+		srv.budget.set(&rc.hold, int64(len(x.plain)-x.plainOff), rc)
 		if rc.tlsSent(r.closes) {
 			return lifecycle.Pause
 		}
@@ -696,6 +698,9 @@ func (rc *rconn) answerTLS(r result) {
 	rc.wmu.Lock()
 	rc.unanswered = false
 	rc.wmu.Unlock()
+	// The frame is answered: the connection no longer holds it (the loop,
+	// woken for what follows, charges that again).
+	srv.budget.set(&rc.hold, 0, rc)
 	if afterAnswerWritten != nil {
 		afterAnswerWritten()
 	}

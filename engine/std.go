@@ -367,19 +367,24 @@ func (c *stdConn) fill(need int) error {
 	want := len(c.buf) + need
 	interrupted := false
 	for len(c.buf) < want {
-		if cap(c.buf)-len(c.buf) < min(want-len(c.buf), stdReadBuf) || len(c.buf) == cap(c.buf) {
-			nb := make([]byte, len(c.buf), min(want, max(2*cap(c.buf), stdReadBuf)))
-			copy(nb, c.buf)
-			c.buf = nb
+		grow := cap(c.buf)-len(c.buf) < min(want-len(c.buf), stdReadBuf) || len(c.buf) == cap(c.buf)
+		size := cap(c.buf)
+		if grow {
+			size = min(want, max(2*cap(c.buf), stdReadBuf))
 		}
 		if len(c.buf) > 0 {
-			if srv.budget.set(&c.hold, int64(cap(c.buf)), c) {
-				// Over the server's inbound budget: wait for room (the
-				// peer is held back by TCP meanwhile), within the read
-				// deadline.
+			// A buffer holding part of a frame is charged before it
+			// grows: over the server's inbound budget, the growth is
+			// given back and the connection waits for room for it (the
+			// peer is held back by TCP meanwhile), within the read
+			// deadline. So the budget bounds what is allocated, however
+			// many connections wait.
+			for srv.budget.set(&c.hold, int64(size), c) {
+				held := int64(cap(c.buf))
+				srv.budget.set(&c.hold, held, c)
 				srv.stats.evicted.Add(1)
 				dl := c.t.to.DeadlineTime(c.lc.Phase(), c.lc.Since())
-				if !srv.budget.waitRoom(dl, srv.forced, srv.closed.Load) {
+				if !srv.budget.waitRoom(int64(size)-held, dl, srv.forced, srv.closed.Load) {
 					if srv.closed.Load() {
 						return errDraining // a partial frame: closed at once
 					}
@@ -387,6 +392,11 @@ func (c *stdConn) fill(need int) error {
 					return errors.New("petrel: inbound budget exhausted")
 				}
 			}
+		}
+		if grow {
+			nb := make([]byte, len(c.buf), size)
+			copy(nb, c.buf)
+			c.buf = nb
 		}
 		dl := c.t.to.DeadlineTime(c.lc.Phase(), c.lc.Since())
 		c.nc.SetReadDeadline(dl)
