@@ -1034,9 +1034,10 @@ func (rc plainSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 		} else {
 			c.Discard(len(raw))
 		}
-		// The frame is answered: the connection holds what follows it.
-		srv.budget.set(&rc.hold, int64(c.InboundBuffered()), rc)
 		if act := rc.sent(r.closes, size); act != gnet.None || rc.lc.Phase() != lifecycle.Idle {
+			// Decoding stops here: the connection holds what follows the
+			// answered frame. (Going on, the loop charges that itself.)
+			srv.budget.set(&rc.hold, int64(c.InboundBuffered()), rc)
 			return stepOf(act)
 		}
 		return lifecycle.Continue

@@ -575,9 +575,10 @@ func (rc tlsSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 		r, vec := rc.answerOnLoop(ex, f, nonBlocking, len(raw))
 		rc.writeTLS(vec)
 		srv.putExchange(ex)
-		// The frame is answered: the connection holds what follows it.
-		srv.budget.set(&rc.hold, int64(len(x.plain)-x.plainOff), rc)
 		if rc.tlsSent(r.closes) {
+			// Decoding stops here: the connection holds what follows the
+			// answered frame.
+			srv.budget.set(&rc.hold, int64(len(x.plain)-x.plainOff), rc)
 			return lifecycle.Pause
 		}
 		return lifecycle.Continue
