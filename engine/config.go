@@ -91,8 +91,10 @@ type Config struct {
 	// MaxBuffered bounds the bytes held, across all connections, for
 	// partly received frames and pipelined frames not yet served; 0 means
 	// 64 MiB, or twice the largest payload limit (MaxPayload and those in
-	// HandlerOptions) plus 1 MiB when that is more. When it is reached the connections holding the most are
-	// closed (reactor) or made to wait (std), counted in Stats.Evicted.
+	// HandlerOptions) plus 1 MiB when that is more. When it is reached the
+	// connections holding the most are closed (reactor) or made to wait
+	// (std, which may go over by at most one 4 KiB first read per
+	// connection), counted in Stats.Evicted.
 	MaxBuffered int64
 	// ShutdownTimeout bounds the graceful shutdown that the first SIGINT
 	// or SIGTERM starts (a second signal closes at once); 0 means 30s.

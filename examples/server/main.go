@@ -60,7 +60,7 @@ func run() error {
 		hmacKey     = flag.String("hmac", "", "HMAC key: verify requests and sign answers (visible to other local users; prefer -hmac-file)")
 		hmacFile    = flag.String("hmac-file", "", "read the HMAC key from this file")
 		minProtocol = flag.Uint("min-protocol", 0, "lowest protocol version served: 0 or 1")
-		maxHS       = flag.Int("max-handshakes", 0, "TLS handshakes in progress at once (0: 1024)")
+		maxHS       = flag.Int("max-handshakes", 0, "TLS handshakes in progress at once, reactor engine (0: 1024)")
 		maxBuffered = flag.Int64("max-buffered", 0, "bytes held for partial and pipelined frames across all connections (0: 64 MiB, or twice the largest payload limit + 1 MiB: 129 MiB with upload)")
 		writeTO     = flag.Duration("write-timeout", 0, "close a connection whose answer has not moved for this long (0: 30s)")
 		handlerTO   = flag.Duration("handler-timeout", 0, "answer a handler as timed out after this long (0: none)")
