@@ -379,10 +379,12 @@ func (c *stdConn) fill(need int) error {
 			// peer is held back by TCP meanwhile), within the read
 			// deadline. So the budget bounds what is allocated, however
 			// many connections wait.
-			for srv.budget.set(&c.hold, int64(size), c) {
+			for waited := false; srv.budget.set(&c.hold, int64(size), c); waited = true {
 				held := int64(cap(c.buf))
 				srv.budget.set(&c.hold, held, c)
-				srv.stats.evicted.Add(1)
+				if !waited {
+					srv.stats.evicted.Add(1) // once per wait, however often it is woken
+				}
 				dl := c.t.to.DeadlineTime(c.lc.Phase(), c.lc.Since())
 				if !srv.budget.waitRoom(int64(size)-held, dl, srv.forced, srv.closed.Load) {
 					if srv.closed.Load() {
