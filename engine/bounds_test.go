@@ -159,15 +159,7 @@ func TestBudgetReleasedAfterAnswer(t *testing.T) {
 				dialOne := func() *client { return dial(t, srv) }
 				if transport == "tls" {
 					srv = secServer(t, v, false, mod)
-					pki, _ := secCerts(t)
-					dialOne = func() *client {
-						tc, err := tls.Dial("tcp", srv.AddrString(), secClientTLS(pki, nil, 0))
-						if err != nil {
-							t.Fatal(err)
-						}
-						t.Cleanup(func() { tc.Close() })
-						return &client{t: t, nc: tc}
-					}
+					dialOne = func() *client { return dialTLS(t, srv) }
 				} else {
 					cfg := engine.Config{}
 					mod(&cfg)

@@ -43,6 +43,11 @@ type holding struct {
 // evictedMark is a holding's n once the budget has closed its connection.
 const evictedMark = math.MinInt64
 
+// holds reports whether the holding counts bytes (not evicted, not empty),
+// so that giving them back is worth a call to set: it spares the per-request
+// path a look at the shared total.
+func (h *holding) holds() bool { return atomic.LoadInt64(&h.n) > 0 }
+
 // evicted reports whether the budget closed the holding's connection.
 func (h *holding) evicted() bool { return atomic.LoadInt64(&h.n) == evictedMark }
 

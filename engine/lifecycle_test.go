@@ -305,21 +305,9 @@ func shutdownDeliversTLSAnswer(t *testing.T, v variant, paused bool) {
 	if _, err := io.ReadFull(tc, first[:]); err != nil {
 		t.Fatal(err)
 	}
-	shut := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		shut <- s.Shutdown(ctx)
-	}()
+	shut := shutdownAsync(s, 20*time.Second)
 	if paused {
-		testnet.WaitFor(t, ioTimeout, "the drain to begin", func() bool {
-			// The listener closes when the drain begins.
-			c, err := net.DialTimeout("tcp", s.AddrString(), time.Second)
-			if err == nil {
-				c.Close()
-			}
-			return err != nil
-		})
+		waitDraining(t, s)
 		tc.SetReadDeadline(time.Now().Add(ioTimeout))
 	}
 	rest, err := io.ReadAll(tc)
@@ -590,19 +578,8 @@ func TestShutdownAnswersCollectedFrame(t *testing.T) {
 			if err := a.writeRaw(frame[1000:]); err != nil {
 				t.Fatal(err)
 			}
-			shut := make(chan error, 1)
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				shut <- srv.Shutdown(ctx)
-			}()
-			testnet.WaitFor(t, ioTimeout, "the drain to begin", func() bool {
-				c, err := net.DialTimeout("tcp", srv.AddrString(), time.Second)
-				if err == nil {
-					c.Close()
-				}
-				return err != nil
-			})
+			shut := shutdownAsync(srv, 10*time.Second)
+			waitDraining(t, srv)
 			once.Do(func() { close(release) })
 			f, err := a.recvErr()
 			if err != nil {
@@ -887,19 +864,8 @@ func (h *heldDrain) run(t *testing.T, srv *engine.Server, c *client) {
 	if err := testnet.RecvOrFail(t, written, ioTimeout, "the frames to be written"); err != nil {
 		t.Fatal(err)
 	}
-	shut := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		shut <- srv.Shutdown(ctx)
-	}()
-	testnet.WaitFor(t, ioTimeout, "the drain to begin", func() bool {
-		d, err := net.DialTimeout("tcp", srv.AddrString(), time.Second)
-		if err == nil {
-			d.Close()
-		}
-		return err != nil
-	})
+	shut := shutdownAsync(srv, 10*time.Second)
+	waitDraining(t, srv)
 	h.let()
 	got := 0
 	for {
@@ -1100,13 +1066,7 @@ func TestRefusalBehindWrittenAnswer(t *testing.T) {
 				var c *client
 				if network == "tls" {
 					srv = secServer(t, v, false, func(cfg *engine.Config) { cfg.MaxPayload = 64 << 10 })
-					pki, _ := secCerts(t)
-					tc, err := tls.Dial("tcp", srv.AddrString(), secClientTLS(pki, nil, 0))
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer tc.Close()
-					c = &client{t: t, nc: tc}
+					c = dialTLS(t, srv)
 				} else {
 					srv = env{v, network}.listen(t, engine.Config{MaxPayload: 64 << 10})
 					c = dial(t, srv)
@@ -1149,13 +1109,7 @@ func TestShutdownAnswersUnreadFrames(t *testing.T) {
 				var c *client
 				if network == "tls" {
 					srv = secServer(t, v, false, func(cfg *engine.Config) { cfg.Handlers, cfg.EventLoops = h.handlers(), 1 })
-					pki, _ := secCerts(t)
-					tc, err := tls.Dial("tcp", srv.AddrString(), secClientTLS(pki, nil, 0))
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer tc.Close()
-					c = &client{t: t, nc: tc}
+					c = dialTLS(t, srv)
 				} else {
 					srv = env{v, network}.listen(t, engine.Config{Handlers: h.handlers(), EventLoops: 1})
 					c = dial(t, srv)
@@ -1165,19 +1119,8 @@ func TestShutdownAnswersUnreadFrames(t *testing.T) {
 				// The handler runs: std is not reading, an inline loop is
 				// held; the frame stays in the kernel.
 				c.send("echo", []byte("behind"))
-				shut := make(chan error, 1)
-				go func() {
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					defer cancel()
-					shut <- srv.Shutdown(ctx)
-				}()
-				testnet.WaitFor(t, ioTimeout, "the drain to begin", func() bool {
-					d, err := net.DialTimeout(srv.Addr().Network(), srv.Addr().String(), time.Second)
-					if err == nil {
-						d.Close()
-					}
-					return err != nil
-				})
+				shut := shutdownAsync(srv, 10*time.Second)
+				waitDraining(t, srv)
 				h.let()
 				if f := c.recv(); f.Seq != 1 || string(f.Payload) != "held" {
 					t.Fatalf("first answer: seq %d %q", f.Seq, f.Payload)
@@ -1193,4 +1136,30 @@ func TestShutdownAnswersUnreadFrames(t *testing.T) {
 			})
 		}
 	}
+}
+
+// shutdownAsync starts srv's Shutdown, bounded by d, and returns where its
+// result comes.
+func shutdownAsync(srv *engine.Server, d time.Duration) <-chan error {
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		shut <- srv.Shutdown(ctx)
+	}()
+	return shut
+}
+
+// waitDraining waits until srv's listener refuses connections: it closes
+// when the drain begins.
+func waitDraining(t *testing.T, srv *engine.Server) {
+	t.Helper()
+	a := srv.Addr()
+	testnet.WaitFor(t, ioTimeout, "the drain to begin", func() bool {
+		c, err := net.DialTimeout(a.Network(), a.String(), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
 }

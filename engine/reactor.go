@@ -846,9 +846,10 @@ func (rc *rconn) check() (act gnet.Action, stop bool) {
 		rc.tls == nil && rc.gc.InboundBuffered() == 0 {
 		// Nothing read is left unanswered. (With bytes buffered, the
 		// decoder serves the frames already here and closes after them.)
-		if p == lifecycle.Idle && rc.unread() > 0 {
+		if p == lifecycle.Idle && (plainSource{rc}).ReadAhead() {
 			// Frames the peer sent wait in the kernel: gnet's
-			// level-triggered poller reports them next.
+			// level-triggered poller reports them next, and the decode
+			// loop answers them.
 			return gnet.None, true
 		}
 		if rc.srv.drainLingers(p, rc.unread) {
@@ -998,16 +999,16 @@ func stepOf(act gnet.Action) lifecycle.Step {
 	return lifecycle.Pause
 }
 
-// Serve answers f, whose bytes are raw (rc.in when the frame collected
-// there). On the loop (inline mode, a non-blocking request, or a busy
-// answer) it answers at once and goes on to the next frame while the
-// answer has left; otherwise it hands f to a worker (copying it out of
-// gnet's buffer first, and discarding it there).
 // ReadAhead: gnet reads what arrives as it arrives, unless an inline
 // handler held the loop: then frames the peer sent may wait in the kernel,
 // and the loop waits for gnet to read them.
 func (rc plainSource) ReadAhead() bool { return rc.unread() > 0 }
 
+// Serve answers f, whose bytes are raw (rc.in when the frame collected
+// there). On the loop (inline mode, a non-blocking request, or a busy
+// answer) it answers at once and goes on to the next frame while the
+// answer has left; otherwise it hands f to a worker (copying it out of
+// gnet's buffer first, and discarding it there).
 func (rc plainSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	srv := rc.srv
 	c := rc.gc
@@ -1351,7 +1352,9 @@ func (rc *rconn) release() {
 		// The frame is answered: the connection no longer holds it. (A
 		// backlog the loop charged meanwhile is charged again when the
 		// loop decodes it; the worker wakes the loop for it.)
-		rc.srv.budget.set(&rc.hold, 0, rc)
+		if rc.hold.holds() {
+			rc.srv.budget.set(&rc.hold, 0, rc)
+		}
 	}
 	rc.in = nil
 	if x != nil {

@@ -701,7 +701,9 @@ func (rc *rconn) answerTLS(r result) {
 	rc.wmu.Unlock()
 	// The frame is answered: the connection no longer holds it (the loop,
 	// woken for what follows, charges that again).
-	srv.budget.set(&rc.hold, 0, rc)
+	if rc.hold.holds() {
+		srv.budget.set(&rc.hold, 0, rc)
+	}
 	if afterAnswerWritten != nil {
 		afterAnswerWritten()
 	}

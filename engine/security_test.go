@@ -137,6 +137,19 @@ func secClientTLS(pki *secPKI, cert *tls.Certificate, version uint16) *tls.Confi
 	return tc
 }
 
+// dialTLS connects a test client to srv (a secServer) over TLS, closed at
+// cleanup.
+func dialTLS(t *testing.T, srv *engine.Server) *client {
+	t.Helper()
+	pki, _ := secCerts(t)
+	tc, err := tls.Dial("tcp", srv.AddrString(), secClientTLS(pki, nil, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tc.Close() })
+	return &client{t: t, nc: tc}
+}
+
 func secDial(t *testing.T, addr string, tc *tls.Config, key []byte) (*pclient.Client, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
