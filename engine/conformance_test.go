@@ -442,6 +442,45 @@ func TestHandlerTimeout(t *testing.T) {
 	})
 }
 
+// A timed-out request is answered for its own connection: the reactor
+// pool hands one pooled exchange to many connections in turn, and the
+// timer once kept the first one's session, so a version 0 client could be
+// sent version 1's 504 (which the original client cannot read) and a
+// version 1 client 500.
+func TestHandlerTimeoutAcrossConnections(t *testing.T) {
+	forEach(t, func(t *testing.T, e env) {
+		if !e.blocking() {
+			t.Skip("HandlerTimeout does not apply to inline handlers")
+		}
+		returned := make(chan struct{}, 1)
+		srv := e.listen(t, engine.Config{HandlerTimeout: 50 * time.Millisecond, Handlers: map[string]engine.Handler{
+			"stuck": func(ctx context.Context, _ *engine.Request) (uint16, []byte, error) {
+				<-ctx.Done()
+				returned <- struct{}{}
+				return 200, nil, nil
+			},
+			"echo": testHandlers()["echo"],
+		}})
+		v0 := dial(t, srv)
+		v1 := dialV1(t, srv, nil)
+		const rounds = 4
+		// Each connection times out on the exchange (and timer) the other
+		// one has just used: a timed-out exchange stays with its handler,
+		// so each echo takes a fresh one, which the pool hands on next.
+		for i := 0; i < rounds; i++ {
+			v1.expectV1("echo", []byte("v1"), codec.StatusOK, []byte("v1"))
+			v0.expect("stuck", nil, codec.StatusHandlerError, []byte("handler timeout"))
+			testnet.RecvOrFail(t, returned, ioTimeout, "version 0 handler to return")
+			v0.expect("echo", []byte("v0"), codec.StatusOK, []byte("v0"))
+			v1.expectV1("stuck", nil, codec.StatusHandlerTimeout, []byte("handler timeout"))
+			testnet.RecvOrFail(t, returned, ioTimeout, "version 1 handler to return")
+		}
+		if st := srv.Stats(); st.ByStatus["500"] != rounds || st.ByStatus["504"] != rounds {
+			t.Errorf("ByStatus = %v, want %d of 500 and of 504", st.ByStatus, rounds)
+		}
+	})
+}
+
 func TestStats(t *testing.T) {
 	forEach(t, func(t *testing.T, e env) {
 		srv := e.listen(t, engine.Config{MaxPayload: 100})

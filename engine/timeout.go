@@ -36,6 +36,7 @@ type timedState struct {
 	fired   atomic.Int64 // timer callbacks that have made their decision
 	expect  int64        // callbacks known to have fired (runTimed only)
 	canWait bool         // the handler runs where the timer may answer for it; set before arming
+	sess    *session     // the session of the request being timed; set before arming (exchanges move between sessions)
 	ctx     reqContext
 	timer   *time.Timer // made on first use, then Reset per request
 }
@@ -47,10 +48,13 @@ type timedState struct {
 func (s *session) runTimed(x *exchange, e entry, req *Request, d time.Duration) (r result, abandoned bool) {
 	ts := &x.timed
 	ts.canWait = x.canWait
+	ts.sess = s
 	ts.ctx.reset(&s.ctx, x.std, time.Now().Add(d))
 	ts.state.Store(timedRunning)
 	if ts.timer == nil {
-		ts.timer = time.AfterFunc(d, func() { s.expire(x) })
+		// The callback finds the session through the exchange: on the
+		// reactor an exchange serves many connections in turn.
+		ts.timer = time.AfterFunc(d, x.expire)
 	} else {
 		ts.timer.Reset(d)
 	}
@@ -69,6 +73,7 @@ func (s *session) runTimed(x *exchange, e entry, req *Request, d time.Duration) 
 		return result{answered: true}, true
 	}
 	ts.state.Store(timedDone)
+	ts.sess = nil // the exchange may go back to a pool: hold no session
 	ts.ctx.detach()
 	if !ts.canWait && time.Now().After(ts.ctx.deadline) {
 		// A handler on the event loop that overran: answered as timed out.
@@ -79,12 +84,15 @@ func (s *session) runTimed(x *exchange, e entry, req *Request, d time.Duration) 
 }
 
 // expire runs on the timer's goroutine at the deadline.
-func (s *session) expire(x *exchange) {
+func (x *exchange) expire() {
 	ts := &x.timed
 	if !ts.state.CompareAndSwap(timedRunning, timedFiring) {
 		ts.fired.Add(1) // the handler returned first
 		return
 	}
+	// The state's store of timedRunning, which this swap read, came after
+	// runTimed set sess.
+	s := ts.sess
 	if !ts.canWait {
 		// On a loop: only the context ends; decided when the handler
 		// returns.
