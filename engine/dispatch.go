@@ -315,21 +315,32 @@ func (s *session) frame(x *exchange, f codec.Frame, r result) [][]byte {
 // buffered is what the connection had buffered, all counted as read.
 func (s *session) refusal(x *exchange, buffered []byte, err error) [][]byte {
 	st := codec.StatusOf(err)
-	h, _ := codec.ParseHeader(buffered)
+	h, herr := codec.ParseHeader(buffered)
 	var req []byte
 	if end := codec.HeaderLen + int(h.RequestLen); len(buffered) >= codec.HeaderLen && len(buffered) >= end {
 		req = buffered[codec.HeaderLen:end:end]
 	}
-	if s.srv.logOn(st.Level()) {
-		s.srv.logRated("refusal", st.Level(), "petrel: frame refused", "conn", s.id,
-			"remote", s.remote, "status", int(st), "err", err)
-	}
 	var reason []byte
-	var le *codec.LimitError
-	if errors.As(err, &le) {
-		reason = []byte(le.Reason())
+	seqSt, seqReason, broken := codec.Status(0), []byte(nil), false
+	if herr == nil {
+		seqSt, seqReason, broken = s.seqBroken(h.Seq)
+	}
+	if broken {
+		// A replayed or reordered header is refused as such, whatever
+		// else is wrong with it (a payload over the limit, say): its 402
+		// would otherwise be a signed answer to a frame out of sequence.
+		st, reason = seqSt, seqReason
 	} else {
-		reason = []byte(err.Error())
+		if s.srv.logOn(st.Level()) {
+			s.srv.logRated("refusal", st.Level(), "petrel: frame refused", "conn", s.id,
+				"remote", s.remote, "status", int(st), "err", err)
+		}
+		var le *codec.LimitError
+		if errors.As(err, &le) {
+			reason = []byte(le.Reason())
+		} else {
+			reason = []byte(err.Error())
+		}
 	}
 	s.sess = sessClosed
 	v, _ := s.encode(x, codec.Frame{Status: st, Seq: h.Seq, Request: req, Payload: reason}, false)

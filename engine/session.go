@@ -43,7 +43,6 @@ const (
 // 502 for a MAC that does not verify or, when keyed, a broken seq; 498 for
 // a broken seq unkeyed. ok is true when f may be served.
 func (s *session) verify(x *exchange, f codec.Frame) (r result, ok bool) {
-	srv := s.srv
 	if s.sess == sessClosed {
 		return s.refuse(codec.StatusReadError, reasonClosed), false
 	}
@@ -62,23 +61,33 @@ func (s *session) verify(x *exchange, f codec.Frame) (r result, ok bool) {
 			return s.refuse(codec.StatusBadMAC, reasonBadMAC), false
 		}
 	}
-	if s.seqDone || f.Seq != s.seq+1 {
-		st := codec.StatusReadError
-		if s.fmac != nil {
-			st = codec.StatusBadMAC
-		}
-		if srv.logOn(slog.LevelWarn) {
-			srv.logRated("refusal", slog.LevelWarn, "petrel: request out of sequence (replay or reorder)",
-				"conn", s.id, "remote", s.remote, "status", int(st), "seq", f.Seq, "want", uint64(s.seq)+1)
-		}
-		if s.seqDone {
-			return s.refuse(st, reasonSeqEnd), false
-		}
-		return s.refuse(st, reasonSeq), false
+	if st, reason, broken := s.seqBroken(f.Seq); broken {
+		return s.refuse(st, reason), false
 	}
 	s.seq = f.Seq
 	s.seqDone = f.Seq == math.MaxUint32
 	return result{}, true
+}
+
+// seqBroken reports whether a version-1 request with this seq breaks the
+// sequence rule, with the refusal that answers it (502 keyed, 498 not),
+// and logs it. It is false outside a version-1 session.
+func (s *session) seqBroken(seq uint32) (st codec.Status, reason []byte, broken bool) {
+	if s.sess != sessV1 || (!s.seqDone && seq == s.seq+1) {
+		return 0, nil, false
+	}
+	st = codec.StatusReadError
+	if s.fmac != nil {
+		st = codec.StatusBadMAC
+	}
+	if srv := s.srv; srv.logOn(slog.LevelWarn) {
+		srv.logRated("refusal", slog.LevelWarn, "petrel: request out of sequence (replay or reorder)",
+			"conn", s.id, "remote", s.remote, "status", int(st), "seq", seq, "want", uint64(s.seq)+1)
+	}
+	if s.seqDone {
+		return st, reasonSeqEnd, true
+	}
+	return st, reasonSeq, true
 }
 
 // refuse ends the session with a library refusal: the answer is sent, then

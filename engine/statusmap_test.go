@@ -150,6 +150,42 @@ func TestRefusalBytesKeyedV1(t *testing.T) {
 	})
 }
 
+// A version-1 header that both breaks the sequence rule and declares a
+// payload over the limit is refused for its sequence (502 keyed, 498 not),
+// not answered 402 as if it were in order.
+func TestOverLimitOutOfSequence(t *testing.T) {
+	forEach(t, func(t *testing.T, e env) {
+		for _, key := range [][]byte{nil, v1key} {
+			srv := e.listen(t, engine.Config{MaxPayload: 1024, HMACKey: key})
+			for _, seq := range []func(next uint32) uint32{
+				func(next uint32) uint32 { return next - 1 }, // a replay
+				func(next uint32) uint32 { return next + 5 }, // a reorder
+			} {
+				vc := dialV1(t, srv, key)
+				vc.expectV1("echo", []byte("x"), codec.StatusOK, []byte("x"))
+				bad := seq(vc.seq + 1)
+				var hdr [codec.HeaderLen]byte
+				codec.PutHeader(hdr[:], 0, bad, 4, 1025)
+				if err := vc.writeRaw(append(hdr[:], "echo"...)); err != nil {
+					t.Fatal(err)
+				}
+				want := codec.StatusReadError
+				if key != nil {
+					want = codec.StatusBadMAC
+				}
+				f, err := vc.recvV1()
+				if err != nil {
+					t.Fatalf("%s: %v", keyName(key), err)
+				}
+				if f.Status != want || f.Seq != bad || string(f.Payload) != "sequence number out of order" {
+					t.Fatalf("%s: status %d seq %d payload %q, want %d seq %d out of order", keyName(key), f.Status, f.Seq, f.Payload, want, bad)
+				}
+				vc.expectClosed()
+			}
+		}
+	})
+}
+
 // The server waits for the request text that follows a header over the
 // limit, so that its 402 can echo it. Needs the transport to wait.
 func TestRefusalWaitsForRequestText(t *testing.T) {
