@@ -258,14 +258,15 @@ func TestSessionRefusal(t *testing.T) {
 		s := newTestServer(t, Config{HMACKey: key, MaxPayload: 16})
 		for _, v1 := range []bool{false, true} {
 			c, p := newFakeConn(s), &peer{key: key}
+			seq := uint32(42)
 			if v1 {
-				p.negotiate(t, c, 1)
+				p.negotiate(t, c, seq-1) // in sequence, so refused for its length
 			}
 			var hdr [codec.HeaderLen]byte
-			codec.PutHeader(hdr[:], 0, 42, 4, 17)
+			codec.PutHeader(hdr[:], 0, seq, 4, 17)
 			ans := c.serve(t, append(hdr[:], "echo"...))
 			f := p.decode(t, ans, p.ver)
-			if f.Status != codec.StatusPayloadTooLarge || f.Seq != 42 || string(f.Request) != "echo" || string(f.Payload) != "17 > 16" || !c.closed {
+			if f.Status != codec.StatusPayloadTooLarge || f.Seq != seq || string(f.Request) != "echo" || string(f.Payload) != "17 > 16" || !c.closed {
 				t.Errorf("key %v v1 %v: %d seq %d %q %q", key != nil, v1, f.Status, f.Seq, f.Request, f.Payload)
 			}
 		}
