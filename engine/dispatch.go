@@ -201,7 +201,7 @@ func (s *session) dispatch(x *exchange, f codec.Frame) result {
 // is answered 501 (and closed) here, so that the status the engines act on
 // and count is the one sent; a status the session cannot receive is
 // replaced (mapStatus).
-func (s *session) finish(e entry, r result) result {
+func (s *session) finish(e *entry, r result) result {
 	if r.answered {
 		return r // the handler's timeout answered for it
 	}
@@ -220,7 +220,7 @@ func (s *session) finish(e entry, r result) result {
 // error text is logged (rate-limited), never sent. A panic is logged with
 // its stack at most once per handler per log interval and answered 500
 // "handler error".
-func (s *session) call(ctx context.Context, e entry, req *Request) (st codec.Status, p []byte) {
+func (s *session) call(ctx context.Context, e *entry, req *Request) (st codec.Status, p []byte) {
 	defer e.release()
 	defer func() {
 		if v := recover(); v != nil {
@@ -246,7 +246,7 @@ func (s *session) call(ctx context.Context, e entry, req *Request) (st codec.Sta
 
 // logPanic logs a handler's panic: with its stack for the first of the
 // interval, then a line without, then nothing until the interval ends.
-func (s *session) logPanic(e entry, v any) {
+func (s *session) logPanic(e *entry, v any) {
 	srv := s.srv
 	if !srv.logOn(slog.LevelError) {
 		return
@@ -273,7 +273,7 @@ const maxAnswerPayload = 0xFFFFFFFF
 // goroutine of its own; the timer answers for a handler that overruns,
 // which is then abandoned (it keeps its Request and the frame's bytes,
 // counted in Stats.Abandoned until it returns).
-func (s *session) dispatchTimeout(x *exchange, e entry, f codec.Frame, to time.Duration) result {
+func (s *session) dispatchTimeout(x *exchange, e *entry, f codec.Frame, to time.Duration) result {
 	x.req = Request{Name: e.name, Seq: f.Seq, Payload: f.Payload, Conn: s.conn(x)}
 	r, abandoned := s.runTimed(x, e, &x.req, to)
 	if !abandoned {

@@ -37,13 +37,13 @@ type entry struct {
 
 // timeout is the handler's effective timeout: its own Timeout when set
 // (negative meaning none), else the server's HandlerTimeout. 0 means none.
-func (e entry) timeout() time.Duration { return e.to }
+func (e *entry) timeout() time.Duration { return e.to }
 
 // acquire takes one of the handler's MaxConcurrent slots, waiting at most
 // wait when canWait is set (wait < 0: until ctx ends), and reports whether
 // it got one. Without a bound it always succeeds. The fast path (a free
 // slot) allocates nothing.
-func (e entry) acquire(ctx context.Context, canWait bool, wait time.Duration) bool {
+func (e *entry) acquire(ctx context.Context, canWait bool, wait time.Duration) bool {
 	if e.sem == nil {
 		return true
 	}
@@ -71,7 +71,7 @@ func (e entry) acquire(ctx context.Context, canWait bool, wait time.Duration) bo
 }
 
 // release gives back the slot acquire took.
-func (e entry) release() {
+func (e *entry) release() {
 	if e.sem != nil {
 		<-e.sem
 	}
@@ -81,7 +81,7 @@ func (e entry) release() {
 // pointer to an immutable map); registrations copy the map under mu.
 type registry struct {
 	mu sync.Mutex                       // serialises writers
-	m  atomic.Pointer[map[string]entry] // the current map, never mutated
+	m  atomic.Pointer[map[string]*entry] // the current map, never mutated
 	mw []Middleware
 
 	// Server-wide defaults the options resolve against; set by
@@ -95,7 +95,7 @@ type registry struct {
 
 func newRegistry(mw []Middleware) *registry {
 	r := &registry{mw: append([]Middleware(nil), mw...), defMaxPayload: codec.DefaultMaxPayload}
-	m := map[string]entry{}
+	m := map[string]*entry{}
 	r.m.Store(&m)
 	r.maxPayload.Store(codec.DefaultMaxPayload)
 	return r
@@ -143,7 +143,7 @@ func (r *registry) put(name string, h Handler, opt HandlerOptions, builtin bool)
 	for i := len(r.mw) - 1; i >= 0; i-- {
 		h = r.mw[i](h)
 	}
-	e := entry{
+	e := &entry{
 		name: name, h: h, opts: opt, builtin: builtin,
 		to: r.defTimeout, maxPayload: r.defMaxPayload,
 		panicKey: "panic:" + name, errorKey: "error:" + name, statusKey: "status:" + name,
@@ -166,7 +166,7 @@ func (r *registry) put(name string, h Handler, opt HandlerOptions, builtin bool)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := *r.m.Load()
-	m := make(map[string]entry, len(old)+1)
+	m := make(map[string]*entry, len(old)+1)
 	for k, v := range old {
 		m[k] = v
 	}
@@ -179,19 +179,19 @@ func (r *registry) put(name string, h Handler, opt HandlerOptions, builtin bool)
 }
 
 // lookup finds the handler for a request name without allocating.
-func (r *registry) lookup(name []byte) (entry, bool) {
+func (r *registry) lookup(name []byte) (*entry, bool) {
 	e, ok := (*r.m.Load())[string(name)]
 	return e, ok
 }
 
 // entries returns every registered entry, sorted by name.
-func (r *registry) entries() []entry {
+func (r *registry) entries() []*entry {
 	m := *r.m.Load()
-	es := make([]entry, 0, len(m))
+	es := make([]*entry, 0, len(m))
 	for _, e := range m {
 		es = append(es, e)
 	}
-	slices.SortFunc(es, func(a, b entry) int { return strings.Compare(a.name, b.name) })
+	slices.SortFunc(es, func(a, b *entry) int { return strings.Compare(a.name, b.name) })
 	return es
 }
 

@@ -68,7 +68,7 @@ func (s *session) timeoutResult() result {
 
 // mapStatus makes a handler's answer fit the session (see wireStatus),
 // warning (rate-limited) when a code had to be replaced.
-func (s *session) mapStatus(e entry, r result) result {
+func (s *session) mapStatus(e *entry, r result) result {
 	st, replaced := wireStatus(s.ver, r.status)
 	if replaced {
 		if s.srv.logOn(slog.LevelWarn) {

@@ -45,7 +45,7 @@ type timedState struct {
 // handler's result, or the timeout's; abandoned is set when the timer has
 // already answered for the handler (the caller then does nothing more
 // with the request: the exchange and its bytes belong to the handler).
-func (s *session) runTimed(x *exchange, e entry, req *Request, d time.Duration) (r result, abandoned bool) {
+func (s *session) runTimed(x *exchange, e *entry, req *Request, d time.Duration) (r result, abandoned bool) {
 	ts := &x.timed
 	ts.canWait = x.canWait
 	ts.sess = s
