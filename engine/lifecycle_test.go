@@ -275,6 +275,146 @@ func TestWriteTimeoutSlowReader(t *testing.T) {
 	})
 }
 
+// The idle timer starts once a large answer has left the kernel too, not
+// when the kernel took it: a client that pauses before reading an answer
+// its socket buffers hold, then pipelines its next request, gets both.
+// (The pool's worker, writing the answer itself, once started the idle
+// timer at once: the connection was closed under the unread answer and
+// the next request reset it.)
+func TestIdleTimerWaitsForKernel(t *testing.T) {
+	forEach(t, func(t *testing.T, e env) {
+		const idle = 300 * time.Millisecond
+		size := 1 << 20 // TCP: the server's send buffer grows to take it all
+		if e.network == "unix" {
+			size = 150 << 10 // within a Unix socket's send buffer
+		}
+		srv := e.listen(t, engine.Config{IdleTimeout: idle, WriteTimeout: 30 * time.Second, MaxPayload: 4 << 20})
+		c := dial(t, srv)
+		if tc, ok := c.nc.(*net.TCPConn); ok {
+			tc.SetReadBuffer(16 << 10)
+		}
+		c.opts.MaxPayload = 4 << 20
+		big := bytes.Repeat([]byte("i"), size)
+		c.send("echo", big)
+		time.Sleep(3 * idle) // the client pausing: the behaviour under test
+		c.send("echo", []byte("next"))
+		if f := c.recv(); f.Status != codec.StatusOK || !bytes.Equal(f.Payload, big) {
+			t.Fatalf("first answer: status %d, %d bytes", f.Status, len(f.Payload))
+		}
+		if f := c.recv(); f.Status != codec.StatusOK || string(f.Payload) != "next" {
+			t.Fatalf("second answer: status %d %q", f.Status, f.Payload)
+		}
+		if n := srv.Stats().TimedOut; n != 0 {
+			t.Errorf("TimedOut = %d while an answer was unread", n)
+		}
+	})
+}
+
+// A client that never reads is cut off at the write timeout, not a
+// multiple of it: a write that times out part-way (the kernel took a few
+// bytes of it before blocking) is not counted as progress for a whole new
+// period. (Std took 3× the write timeout over TCP, 2× over a Unix socket.)
+func TestWriteTimeoutBound(t *testing.T) {
+	forEach(t, func(t *testing.T, e env) {
+		const wt = 500 * time.Millisecond
+		srv := e.listen(t, engine.Config{WriteTimeout: wt, MaxPayload: 8 << 20})
+		c := dial(t, srv)
+		big := bytes.Repeat([]byte("b"), 4<<20)
+		c.send("echo", big)
+		start := time.Now() // the write timeout counts from later still
+		testnet.WaitFor(t, ioTimeout, "the write timeout to close the connection", func() bool {
+			return srv.Stats().OpenConns == 0
+		})
+		// The bound is the write timeout plus the engines' granularity
+		// (a wheel tick; a quarter of it for std's look at its progress),
+		// with room for a loaded machine.
+		if el := time.Since(start); el > 9*wt/5 {
+			t.Errorf("closed %v after the request, with a write timeout of %v", el, wt)
+		}
+	})
+}
+
+// A TLS client that reads its answer in bursts with pauses shorter than
+// the write timeout gets all of it, on every engine. (Std retried a TLS
+// write that had timed out, which crypto/tls never allows: the connection
+// was reset part-way.)
+func TestWriteTimeoutSlowReaderTLS(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
+			const wt = 400 * time.Millisecond
+			pki, _ := secCerts(t)
+			s := secServer(t, v, false, func(c *engine.Config) { c.MaxPayload = 8 << 20; c.WriteTimeout = wt })
+			tc, err := tls.Dial("tcp", s.AddrString(), secClientTLS(pki, nil, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+			big := bytes.Repeat([]byte("p"), 6<<20)
+			wire, _ := codec.AppendFrame(nil, codec.Frame{Seq: 1, Request: []byte("echo"), Payload: big}, nil)
+			tc.SetDeadline(time.Now().Add(ioTimeout))
+			if _, err := tc.Write(wire); err != nil {
+				t.Fatal(err)
+			}
+			// Read 1 MiB, then pause for three quarters of the write
+			// timeout: the answer keeps moving, if in bursts.
+			want := codec.HeaderLen + len("echo") + len(big)
+			got := make([]byte, 0, want)
+			buf := make([]byte, 1<<20)
+			for len(got) < want {
+				time.Sleep(3 * wt / 4) // the client pausing: the behaviour under test
+				tc.SetReadDeadline(time.Now().Add(ioTimeout))
+				n, err := io.ReadFull(tc, buf[:min(len(buf), want-len(got))])
+				got = append(got, buf[:n]...)
+				if err != nil {
+					t.Fatalf("after %d of %d bytes: %v (stats %+v)", len(got), want, err, s.Stats())
+				}
+			}
+			f, _, _, err := codec.Parse(got, codec.Options{MaxPayload: 8 << 20})
+			if err != nil || !bytes.Equal(f.Payload, big) {
+				t.Fatalf("answer: %v", err)
+			}
+		})
+	}
+}
+
+// A TLS client that pipelines frames without reading the answers is cut
+// off once its backlog passes the allowance, while an answer is still
+// leaving too, as over plain TCP. (The reactor counted a TLS backlog only
+// while a request was in flight: one connection pipelining 100 MiB was
+// read in full.)
+func TestPipelinedBacklogTLS(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
+			pki, _ := secCerts(t)
+			s := secServer(t, v, false, func(c *engine.Config) { c.MaxPayload = 1 << 20; c.MaxBuffered = 1 << 30 })
+			tc, err := tls.Dial("tcp", s.AddrString(), secClientTLS(pki, nil, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+			frame, _ := codec.AppendFrame(nil, codec.Frame{Seq: 1, Request: []byte("echo"), Payload: make([]byte, 256<<10)}, nil)
+			const total = 64 << 20
+			// Never reading: stop at the first error (closed, or held
+			// back by TCP past the deadline, as std reads only what it
+			// answers).
+			tc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			written := 0
+			for written < total {
+				n, err := tc.Write(frame)
+				written += n
+				if err != nil {
+					break
+				}
+			}
+			if written >= total {
+				t.Errorf("the server took all %d bytes of a pipelined backlog", written)
+			}
+		})
+	}
+}
+
 // Defect 7 (TLS): a graceful shutdown delivers a large answer in full
 // before it closes the connection, also to a client that stops reading
 // until the drain has begun (its ciphertext is queued in the server).

@@ -80,7 +80,7 @@ func (e *entry) release() {
 // registry maps request names to handlers. Reads are lock-free (an atomic
 // pointer to an immutable map); registrations copy the map under mu.
 type registry struct {
-	mu sync.Mutex                       // serialises writers
+	mu sync.Mutex                        // serialises writers
 	m  atomic.Pointer[map[string]*entry] // the current map, never mutated
 	mw []Middleware
 

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"crypto/tls"
 	"net"
 	"syscall"
 
@@ -34,10 +33,7 @@ func connUnread(nc net.Conn) int { return connFD(nc, unreadBytes) }
 // connFD applies f to nc's descriptor (under TLS, the socket's), or
 // returns 0.
 func connFD(nc net.Conn, f func(fd int) int) int {
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
-	}
-	sc, ok := nc.(syscall.Conn)
+	sc, ok := rawConn(nc).(syscall.Conn)
 	if !ok {
 		return 0
 	}

@@ -465,27 +465,19 @@ func (rc *rconn) finishOrphan(v [][]byte) {
 	t.orphanWG.Done()
 }
 
-// writeOrphan writes v on nc, a half-closed connection's duplicate, in
-// chunks each under a fresh write deadline, and reports whether it all
-// went. An answer torn by the write timeout ends in a reset.
+// writeOrphan writes v on nc, a half-closed connection's duplicate, under
+// the write timeout (by progress, as std writes), and reports whether it
+// all went. An answer torn by the write timeout ends in a reset.
 func (rc *rconn) writeOrphan(nc net.Conn, v [][]byte) bool {
 	t := rc.srv.rt
 	for _, b := range v {
-		for len(b) > 0 {
-			k := min(len(b), stdWriteChunk)
-			if d := t.to.Write; d > 0 {
-				nc.SetWriteDeadline(time.Now().Add(d))
+		if _, err := writeProgress(nc, b, t.to.Write, time.Time{}); err != nil {
+			if isTimeout(err) {
+				t.srv.stats.timedOut.Add(1)
+				t.srv.logRated("timeout", slog.LevelInfo, "petrel: write timed out", "conn", rc.id)
+				resetOnClose(nc) // a torn answer must not look like a clean close
 			}
-			n, err := nc.Write(b[:k])
-			if err != nil {
-				if isTimeout(err) {
-					t.srv.stats.timedOut.Add(1)
-					t.srv.logRated("timeout", slog.LevelInfo, "petrel: write timed out", "conn", rc.id)
-					resetOnClose(nc) // a torn answer must not look like a clean close
-				}
-				return false
-			}
-			b = b[n:]
+			return false
 		}
 	}
 	return true
@@ -1280,7 +1272,7 @@ func (rc *rconn) answer(r result) {
 				afterAnswerWritten()
 			}
 			rc.release()
-			rc.finish()
+			rc.finish(total)
 			return
 		}
 		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
@@ -1365,11 +1357,21 @@ func (rc *rconn) release() {
 	}
 }
 
-// finish ends a request whose answer the kernel took whole: the
-// connection becomes idle, and the loop is woken if frames wait in its
+// finish ends a request whose answer (size bytes) the kernel took whole:
+// the connection becomes idle, or writing while a large answer still sits
+// in the kernel's send buffer, and the loop is woken if frames wait in its
 // buffer or the server is draining.
-func (rc *rconn) finish() {
-	rc.lc.Enter(lifecycle.Idle, rc.srv.rt.wheel.now.Load())
+func (rc *rconn) finish(size int) {
+	now := rc.srv.rt.wheel.now.Load()
+	unsent := 0
+	if size > bigAnswer {
+		// As in sent: a large answer the kernel took may not have left
+		// it; the connection is writing until it has (the idle timer
+		// must not start, nor the write timeout be lost).
+		unsent = unsentBytes(rc.gc.Fd())
+	}
+	rc.progress = unsentUnits(unsent)
+	rc.lc.Answered(unsent > 0, false, now)
 	old := rc.state.Swap(stateIdle)
 	if rc.gone.Load() {
 		// The peer's FIN came while we wrote: OnClose, which stored gone

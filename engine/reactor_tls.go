@@ -335,7 +335,11 @@ func (rc *rconn) trafficTLS() gnet.Action {
 	t := rc.srv.rt
 	c := rc.gc
 	if buf, _ := c.Peek(-1); len(buf) > 0 {
-		if rc.state.Load() != stateIdle && x.pipe.buffered()+len(buf) > t.backlogLimit && rc.backlogged() {
+		// As on plain TCP: a backlog counts while a request is in
+		// flight or its answer is still leaving.
+		busy := rc.state.Load() != stateIdle || rc.lc.Phase() == lifecycle.Writing
+		if busy && x.pipe.buffered()+len(buf) > t.backlogLimit && rc.backlogged() {
+			t.srv.stats.evicted.Add(1)
 			t.srv.logRated("refusal", slog.LevelWarn, "petrel: pipelined backlog over the limit; closing", "conn", rc.id)
 			return gnet.Close
 		}

@@ -34,7 +34,7 @@ func newStdTransport(srv *Server) (*stdTransport, error) {
 func (t *stdTransport) open(nc net.Conn) bool {
 	srv := t.srv
 	if srv.cfg.TLS != nil {
-		nc = tls.Server(nc, srv.cfg.TLS)
+		nc = tls.Server(&progressConn{Conn: nc, d: t.to.Write}, srv.cfg.TLS)
 	}
 	c := &stdConn{t: t, nc: nc}
 	c.init(srv)
@@ -112,7 +112,7 @@ type stdConn struct {
 	tlsState *tls.ConnectionState // ConnInfo.TLS, once the handshake is done
 	peerCred *PeerCred            // ConnInfo.PeerCred on a Unix socket
 
-	lastUnsent int // bytes of the last answer the kernel still held at the last idle timeout; -1 before the first look
+	lastUnsent int // bytes of the last answer the kernel still held at the last look (phase writing)
 
 	curLen int   // bytes of the frame being answered
 	cause  error // why the read loop ended, if a read failed
@@ -134,7 +134,6 @@ const (
 	stdReadBuf     = 4 << 10  // initial read buffer
 	stdKeepBuf     = 64 << 10 // larger buffers are dropped after use
 	stdSmallAnswer = 4 << 10  // answers up to this size are copied into one write
-	stdWriteChunk  = 64 << 10 // each chunk is written under a fresh write deadline
 )
 
 func (c *stdConn) enter(p lifecycle.Phase) { c.lc.Enter(p, time.Now().UnixNano()) }
@@ -240,13 +239,20 @@ func (c stdSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	if srv.halt.Load() || !c.write(vec) || peerGone {
 		return lifecycle.Close
 	}
-	// The answer has been written whole.
-	if c.lc.Answered(false, r.closes, unixNow()) == lifecycle.Lingering {
+	// The answer has been written whole. A large one (or one behind an
+	// answer that was still leaving) may still sit in the kernel's send
+	// buffer: until it has left, the connection is writing (fill watches
+	// it go), and only then does the idle timer start.
+	unsent := 0
+	if size := vecLen(vec); (size > bigAnswer || c.lastUnsent > 0) && !r.closes {
+		unsent = connUnsent(c.nc)
+	}
+	c.lastUnsent = unsent
+	if c.lc.Answered(unsent > 0, r.closes, unixNow()) == lifecycle.Lingering {
 		c.linger()
 		return lifecycle.Close
 	}
 	c.consume(n, r.abandoned)
-	c.lastUnsent = -1
 	return lifecycle.Continue
 }
 
@@ -401,6 +407,12 @@ func (c *stdConn) fill(need int) error {
 			c.buf = nb
 		}
 		dl := c.t.to.DeadlineTime(c.lc.Phase(), c.lc.Since())
+		if c.lc.Phase() == lifecycle.Writing {
+			// Look at the answer's progress in the kernel now and then.
+			if p := time.Now().Add(writePoll(c.t.to.Write)); dl.IsZero() || p.Before(dl) {
+				dl = p
+			}
+		}
 		c.nc.SetReadDeadline(dl)
 		if srv.closed.Load() && lifecycle.ClosesWhenDraining(c.lc.Phase()) {
 			// The drain interrupts each connection's read once: when that
@@ -420,12 +432,20 @@ func (c *stdConn) fill(need int) error {
 		}
 		m, err := c.nc.Read(c.buf[len(c.buf):cap(c.buf)])
 		c.buf = c.buf[:len(c.buf)+m]
-		if m > 0 && c.lc.Phase() == lifecycle.Idle {
+		if m > 0 && (c.lc.Phase() == lifecycle.Idle || c.lc.Phase() == lifecycle.Writing) {
+			// A request (the next one, pipelined behind an answer still
+			// leaving) is arriving: the read timeout applies.
 			c.enter(lifecycle.Reading)
 		}
 		if err != nil {
 			if len(c.buf) >= want {
 				return nil
+			}
+			if isTimeout(err) && c.lc.Phase() == lifecycle.Writing {
+				if err := c.watchSending(); err != nil {
+					return err
+				}
+				continue
 			}
 			if isTimeout(err) {
 				if srv.closed.Load() {
@@ -436,19 +456,6 @@ func (c *stdConn) fill(need int) error {
 						continue
 					}
 					return errDraining
-				}
-				if c.lc.Phase() == lifecycle.Idle {
-					// The idle timer runs from the end of the last answer:
-					// while the kernel still delivers it to a slow reader,
-					// the connection is not idle.
-					u := connUnsent(c.nc)
-					progressing := u > 0 && (c.lastUnsent < 0 || u < c.lastUnsent)
-					justDone := u == 0 && c.lastUnsent > 0 // the answer ended since the last look
-					if progressing || justDone {
-						c.lastUnsent = u
-						c.enter(lifecycle.Idle)
-						continue
-					}
 				}
 				srv.stats.timedOut.Add(1)
 				srv.logRated("timeout", slog.LevelInfo, "petrel: connection timed out", "conn", c.id, "phase", c.lc.Phase().String())
@@ -463,10 +470,35 @@ func (c *stdConn) fill(need int) error {
 	return nil
 }
 
+// watchSending looks at a large answer the kernel is still sending, when
+// fill's poll of a writing connection ends: once it has all left, the
+// connection is idle (the idle timer starts now); while it shrinks, the
+// write timeout counts from now; when it has not moved for the write
+// timeout, the connection is closed.
+func (c *stdConn) watchSending() error {
+	u := connUnsent(c.nc)
+	switch {
+	case u == 0:
+		c.enter(lifecycle.Idle)
+	case u < c.lastUnsent:
+		c.enter(lifecycle.Writing)
+	case c.t.to.Write > 0 && time.Since(time.Unix(0, c.lc.Since())) >= c.t.to.Write:
+		c.writeTimedOut()
+		return errWriteTimeout
+	}
+	c.lastUnsent = u
+	return nil
+}
+
+// errWriteTimeout ends a connection whose answer stopped moving in the
+// kernel for the write timeout.
+var errWriteTimeout = errors.New("petrel: write timed out")
+
 // write sends an answer: small ones in one write from a reused buffer,
-// large ones from the caller's slices in chunks, each under a fresh write
-// deadline, so that a peer that keeps reading is never cut off and one
-// that stops is cut off after WriteTimeout.
+// large ones from the caller's slices. A write that makes no progress for
+// WriteTimeout ends the connection (reset: a torn answer must not look
+// like a clean close); a peer that keeps reading is never cut off
+// (writeProgress).
 func (c *stdConn) write(v [][]byte) bool {
 	var err error
 	if n := vecLen(v); n <= stdSmallAnswer {
@@ -474,46 +506,109 @@ func (c *stdConn) write(v [][]byte) bool {
 		for _, b := range v {
 			c.out = append(c.out, b...)
 		}
-		c.setWriteDeadline()
-		_, err = c.nc.Write(c.out)
+		err = c.send(c.out)
 	} else {
-		lastUnsent := -1
 		for _, b := range v {
-			for len(b) > 0 && err == nil {
-				k := min(len(b), stdWriteChunk)
-				c.setWriteDeadline()
-				var n int
-				n, err = c.nc.Write(b[:k])
-				b = b[n:]
-				switch {
-				case err == nil && lastUnsent >= 0:
-					// Since a timeout, progress is measured from the
-					// kernel's queue as this write left it.
-					lastUnsent = connUnsent(c.nc)
-				case err != nil && isTimeout(err):
-					// No room for a whole chunk within the write timeout.
-					// The kernel wakes a blocked writer only once much of
-					// its send buffer is free (on a Unix socket, three
-					// quarters of it): if the peer read anything
-					// meanwhile, that is progress.
-					if u := connUnsent(c.nc); n > 0 || (u > 0 && (lastUnsent < 0 || u < lastUnsent)) {
-						lastUnsent = u
-						err = nil
-					}
-				}
+			if err = c.send(b); err != nil {
+				break
 			}
 		}
 	}
 	if err != nil {
 		if isTimeout(err) {
-			c.srv.stats.timedOut.Add(1)
-			c.srv.logRated("timeout", slog.LevelInfo, "petrel: write timed out", "conn", c.id)
-			resetOnClose(c.nc)
+			c.writeTimedOut()
 		}
 		c.srv.log.Debug("petrel: write error", "conn", c.id, "status", int(codec.StatusWriteError), "err", err)
 		return false
 	}
 	return true
+}
+
+// send writes b whole, under the write timeout. Under TLS the socket
+// beneath crypto/tls applies it (a progressConn): a tls.Conn whose write
+// timed out can never write again, so it must see a timeout only when
+// the write timeout has passed.
+func (c *stdConn) send(b []byte) error {
+	if _, ok := c.nc.(*tls.Conn); ok {
+		_, err := c.nc.Write(b)
+		return err
+	}
+	_, err := writeProgress(c.nc, b, c.t.to.Write, time.Time{})
+	return err
+}
+
+func (c *stdConn) writeTimedOut() {
+	c.srv.stats.timedOut.Add(1)
+	c.srv.logRated("timeout", slog.LevelInfo, "petrel: write timed out", "conn", c.id)
+	resetOnClose(c.nc)
+}
+
+// writePoll bounds how long a blocked write (or a connection waiting for
+// the kernel to send an answer) goes without a look at its progress: at
+// most a quarter of the write timeout, and a second, so that the write
+// timeout is kept to within that.
+func writePoll(d time.Duration) time.Duration { return min(d/4, time.Second) }
+
+// writeProgress writes b whole to nc, a socket, and fails with a timeout
+// only once the write has made no progress for d (d <= 0: no timeout), or
+// at the deadline dl when it is set. Progress is bytes the kernel took, or
+// its send queue shrinking (the kernel wakes a blocked writer only once
+// much of its buffer is free: on a Unix socket, three quarters of it).
+func writeProgress(nc net.Conn, b []byte, d time.Duration, dl time.Time) (int, error) {
+	if d <= 0 {
+		nc.SetWriteDeadline(dl)
+		return nc.Write(b)
+	}
+	poll := writePoll(d)
+	written, lastUnsent := 0, -1
+	last := time.Now()
+	for {
+		next := time.Now().Add(poll)
+		if !dl.IsZero() && dl.Before(next) {
+			next = dl
+		}
+		nc.SetWriteDeadline(next)
+		n, err := nc.Write(b)
+		written += n
+		b = b[n:]
+		if err == nil || !isTimeout(err) {
+			return written, err
+		}
+		now := time.Now()
+		if !dl.IsZero() && !now.Before(dl) {
+			return written, err
+		}
+		u := connUnsent(nc)
+		if n > 0 || (lastUnsent >= 0 && u < lastUnsent) {
+			last = now
+		}
+		lastUnsent = u
+		if now.Sub(last) >= d {
+			return written, err
+		}
+	}
+}
+
+// progressConn is the socket beneath a std TLS connection: its writes
+// apply the write timeout by progress (writeProgress), and a write
+// deadline set on it (crypto/tls sets one to send close_notify) bounds
+// them too.
+type progressConn struct {
+	net.Conn
+	d  time.Duration
+	dl time.Time // the write deadline set by the caller; zero for none
+}
+
+func (p *progressConn) Write(b []byte) (int, error) { return writeProgress(p.Conn, b, p.d, p.dl) }
+
+func (p *progressConn) SetWriteDeadline(t time.Time) error {
+	p.dl = t
+	return p.Conn.SetWriteDeadline(t)
+}
+
+func (p *progressConn) SetDeadline(t time.Time) error {
+	p.dl = t
+	return p.Conn.SetDeadline(t)
 }
 
 // errDraining ends a connection the drain closes while it waits for bytes.
@@ -523,18 +618,22 @@ var errDraining = errors.New("petrel: draining")
 // as the reactor does: an answer torn by the write timeout must not look
 // like a clean close to the peer.
 func resetOnClose(nc net.Conn) {
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
-	}
+	nc = rawConn(nc)
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
 	}
 }
 
-func (c *stdConn) setWriteDeadline() {
-	if d := c.t.to.Write; d > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(d))
+// rawConn returns the socket beneath nc: under TLS, the one crypto/tls
+// writes to.
+func rawConn(nc net.Conn) net.Conn {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
 	}
+	if pc, ok := nc.(*progressConn); ok {
+		nc = pc.Conn
+	}
+	return nc
 }
 
 // linger closes the way HTTP servers do after an error answer: shut the

@@ -99,11 +99,17 @@ func (l *State) Progress(now int64) {
 // from the frame's first byte, so a trickling peer cannot extend the read
 // timeout), at clock() when its phase changes. It reports whether the
 // connection must close now: a draining server closes it, as nothing it
-// has read is left unanswered.
+// has read is left unanswered. A connection still writing its last answer
+// stays writing while it waits between frames.
 func (l *State) Await(v Verdict, draining bool, clock func() int64) (closeNow bool) {
 	p := Idle
 	if v == Partial {
 		p = Reading
+	}
+	if p == Idle && l.Phase() == Writing {
+		// The last answer is still leaving (a transport that reads on
+		// meanwhile): idle, and closed by a drain, once it has left.
+		return false
 	}
 	if l.Phase() != p {
 		l.Enter(p, clock())
