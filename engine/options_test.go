@@ -259,3 +259,65 @@ func TestHandlerOptionsErrors(t *testing.T) {
 		t.Errorf("Handle with options: %v", err)
 	}
 }
+
+// A version-1 request answered busy because no worker took it in time
+// (the reactor pool's queue, and its refusal on the loop while too many
+// timed-out handlers run) uses up its seq like any other: the next
+// request, one more, is served, and the busy one sent again is a replay.
+// (The pool answered busy without the sequence check, so the next
+// request was refused out of sequence, and a replay served.)
+func TestBusyKeepsSequence(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		for _, key := range [][]byte{nil, v1key} {
+			t.Run(network+"/"+keyName(key), func(t *testing.T) {
+				t.Parallel()
+				e := env{variants[0], network} // the pool: only it queues for workers
+				entered := make(chan struct{}, 4)
+				release := make(chan struct{})
+				hold := func(ctx context.Context, req *engine.Request) (uint16, []byte, error) {
+					if string(req.Payload) == "block" {
+						entered <- struct{}{}
+						select {
+						case <-release:
+						case <-ctx.Done():
+						}
+					}
+					return 200, []byte("held"), nil
+				}
+				srv := e.listen(t, engine.Config{Workers: 1, QueueTimeout: 50 * time.Millisecond, HMACKey: key,
+					Handlers: map[string]engine.Handler{"hold": hold, "echo": testHandlers()["echo"]}})
+				// Two held requests: the worker's, and one the pool's
+				// overflow runs when no worker is free to drain it.
+				var held []*v1client
+				for range 2 {
+					a := dialV1(t, srv, key)
+					if _, err := a.sendV1("hold", []byte("block")); err != nil {
+						t.Fatal(err)
+					}
+					testRecv(t, entered)
+					held = append(held, a)
+				}
+				v := dialV1(t, srv, key)
+				v.expectV1("hold", nil, codec.StatusBusy, []byte("server busy"))
+				busy := v.last
+				close(release)
+				for _, a := range held {
+					if f, err := a.recvV1(); err != nil || f.Status != codec.StatusOK {
+						t.Fatalf("held request: %+v, %v", f, err)
+					}
+				}
+				v.expectV1("echo", []byte("next"), codec.StatusOK, []byte("next"))
+				if err := v.writeRaw(busy); err != nil {
+					t.Fatal(err)
+				}
+				want := codec.StatusReadError
+				if key != nil {
+					want = codec.StatusBadMAC
+				}
+				if f, err := v.recvV1(); err != nil || f.Status != want {
+					t.Fatalf("the busy request replayed: %+v, %v; want %d", f, err, want)
+				}
+			})
+		}
+	}
+}

@@ -706,7 +706,7 @@ func (t *reactorTransport) expireQueued(now int64) {
 		return
 	}
 	for rc := t.overflow.pop(now - int64(qt)); rc != nil; rc = t.overflow.pop(now - int64(qt)) {
-		rc.answer(rc.busyResult())
+		rc.answer(rc.refuseBusy(rc.x, rc.x.cur))
 	}
 }
 
@@ -1075,7 +1075,7 @@ func (rc *rconn) answerOnLoop(x *exchange, f codec.Frame, nonBlocking bool, n in
 	rc.lc.Enter(lifecycle.Dispatched, rc.srv.rt.wheel.now.Load())
 	var r result
 	if rc.srv.rt.pool != nil && !nonBlocking {
-		r = rc.busyResult()
+		r = rc.refuseBusy(x, f)
 	} else {
 		r = rc.dispatch(x, f)
 	}

@@ -55,6 +55,22 @@ func (s *session) busyResult() result {
 	return result{status: codec.StatusHandlerError, payload: reasonBusy}
 }
 
+// refuseBusy answers f busy without running it, once the session has
+// taken it as dispatch would (its MAC, its place in the sequence, the
+// session's start): a busy request uses up its seq like any other, and
+// one that fails those checks is refused for them instead.
+func (s *session) refuseBusy(x *exchange, f codec.Frame) result {
+	if r, ok := s.verify(x, f); !ok {
+		return r
+	}
+	if s.sess == sessNew {
+		if r, ok := s.begin(f); !ok {
+			return r
+		}
+	}
+	return s.busyResult()
+}
+
 // timeoutResult is the answer to a request whose handler overran its
 // timeout: 504 on version-1 sessions, 500 "handler timeout" on version 0.
 // It does not close the connection. The caller sets abandoned when the
