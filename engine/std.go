@@ -544,10 +544,11 @@ func (c *stdConn) writeTimedOut() {
 }
 
 // writePoll bounds how long a blocked write (or a connection waiting for
-// the kernel to send an answer) goes without a look at its progress: at
-// most a quarter of the write timeout, and a second, so that the write
-// timeout is kept to within that.
-func writePoll(d time.Duration) time.Duration { return min(d/4, time.Second) }
+// the kernel to send an answer) goes without a look at its progress: an
+// eighth of the write timeout, at most 250 ms. The write timeout is kept
+// to within two of these (bytes the kernel took during one count from its
+// end).
+func writePoll(d time.Duration) time.Duration { return min(d/8, 250*time.Millisecond) }
 
 // writeProgress writes b whole to nc, a socket, and fails with a timeout
 // only once the write has made no progress for d (d <= 0: no timeout), or
