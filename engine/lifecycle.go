@@ -40,3 +40,9 @@ func (s *Server) drainLingers(p lifecycle.Phase, unread func() int) bool {
 
 // unixNow is the std engine's clock for the lifecycle.
 func unixNow() int64 { return time.Now().UnixNano() }
+
+// bigAnswer is the answer size above which a transport watches the
+// kernel's send buffer drain before it counts the answer as sent (the
+// idle timer starts then). Smaller answers leave at once and cost no
+// system call.
+const bigAnswer = 64 << 10

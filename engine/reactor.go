@@ -765,10 +765,6 @@ func unsentUnits(n int) int32 {
 	return int32(min((n+progressUnit-1)/progressUnit, math.MaxInt32))
 }
 
-// bigAnswer is the answer size above which the loop watches the kernel's
-// send buffer drain before it counts the answer as sent.
-const bigAnswer = 64 << 10
-
 // handshakeSilence bounds a TLS handshake whose first record has not
 // arrived in full: a client that has sent nothing useful is not given the
 // whole handshake timeout.
