@@ -66,9 +66,11 @@ type Config struct {
 	IdleTimeout time.Duration
 	// WriteTimeout closes a connection whose pending answer has not moved
 	// for this long (progress-based: a slow reader that keeps reading gets
-	// every byte); 0 means 30s, negative means none. During a graceful
-	// shutdown it also bounds how long a connection may take to receive
-	// its last answer.
+	// every byte); 0 means 30s, negative means none (then a peer that
+	// never reads a large answer keeps its connection: the idle timer
+	// starts only once the answer has left). During a graceful shutdown it
+	// also bounds how long a connection may take to receive its last
+	// answer.
 	WriteTimeout time.Duration
 	// HandlerTimeout cancels a handler's context after this long and
 	// answers it as timed out (504 on version-1 sessions, 500 "handler

@@ -282,6 +282,9 @@ func TestWriteTimeoutSlowReader(t *testing.T) {
 // timer at once: the connection was closed under the unread answer and
 // the next request reset it.)
 func TestIdleTimerWaitsForKernel(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the kernel's send queue is read with SIOCOUTQ, on Linux only")
+	}
 	forEach(t, func(t *testing.T, e env) {
 		const idle = 300 * time.Millisecond
 		size := 1 << 20 // TCP: the server's send buffer grows to take it all
@@ -337,6 +340,43 @@ func TestWriteTimeoutBound(t *testing.T) {
 			t.Errorf("closed %v after the request, with a write timeout of %v", el, wt)
 		}
 	})
+}
+
+// The same over TLS: a connection whose answer stopped moving is closed
+// at the write timeout, and its close sends no close_notify that would
+// wait on the same peer for the write timeout again. (Std closed it at
+// about twice the write timeout.)
+func TestWriteTimeoutBoundTLS(t *testing.T) {
+	for _, v := range variants {
+		// 4 MiB: the write blocks; 512 KiB: the kernel takes it all, and
+		// the connection waits for it to leave.
+		for _, size := range []int{4 << 20, 512 << 10} {
+			t.Run(fmt.Sprintf("%s/%dKiB", v.name, size>>10), func(t *testing.T) {
+				t.Parallel()
+				const wt = 1 * time.Second
+				pki, _ := secCerts(t)
+				s := secServer(t, v, false, func(c *engine.Config) { c.MaxPayload = 8 << 20; c.WriteTimeout = wt })
+				tc, err := tls.Dial("tcp", s.AddrString(), secClientTLS(pki, nil, 0))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer tc.Close()
+				wire, _ := codec.AppendFrame(nil, codec.Frame{Seq: 1, Request: []byte("echo"), Payload: make([]byte, size)}, nil)
+				tc.SetWriteDeadline(time.Now().Add(ioTimeout))
+				if _, err := tc.Write(wire); err != nil {
+					t.Fatal(err)
+				}
+				testnet.WaitFor(t, ioTimeout, "the answer to start", func() bool { return s.Stats().BytesOut > 0 })
+				start := time.Now()
+				testnet.WaitFor(t, ioTimeout, "the write timeout to close the connection", func() bool {
+					return s.Stats().OpenConns == 0
+				})
+				if el := time.Since(start); el > 9*wt/5 {
+					t.Errorf("closed %v after the answer began, with a write timeout of %v", el, wt)
+				}
+			})
+		}
+	}
 }
 
 // A TLS client that reads its answer in bursts with pauses shorter than

@@ -705,9 +705,22 @@ func (t *reactorTransport) expireQueued(now int64) {
 	if qt < 0 {
 		return
 	}
+	var expired []*rconn
 	for rc := t.overflow.pop(now - int64(qt)); rc != nil; rc = t.overflow.pop(now - int64(qt)) {
-		rc.answer(rc.refuseBusy(rc.x, rc.x.cur))
+		expired = append(expired, rc)
 	}
+	if len(expired) == 0 {
+		return
+	}
+	// Answering checks each request's MAC first (a busy request uses up
+	// its seq): not on the ticker, which keeps every loop's time.
+	t.spillWG.Add(1)
+	go func() {
+		defer t.spillWG.Done()
+		for _, rc := range expired {
+			rc.answer(rc.refuseBusy(rc.x, rc.x.cur))
+		}
+	}()
 }
 
 // rconn is one reactor connection.
@@ -736,7 +749,7 @@ type rconn struct {
 	wmu sync.Mutex // guards orphaned, rtls's flushing and outPending, and the setting of gone; held during a direct write
 
 	state      atomic.Int32
-	progress   int32       // loop only: writing, the unsent answer at the last look, in progressUnits; lingering, the bytes discarded
+	progress   int32       // the loop's (and a worker's in finish, before it enters writing): writing, the unsent answer at the last look, in progressUnits; lingering, the bytes discarded
 	gone       atomic.Bool // closed (set under wmu); the wheel drops it
 	orphaned   bool        // after a half-close: the transport's orphans hold a duplicate descriptor to answer on
 	unanswered bool        // a worker owns a request whose answer it has not yet written

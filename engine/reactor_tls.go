@@ -114,10 +114,7 @@ func (p *tlsPipe) Write(b []byte) (int, error) {
 		// Half-closed while a worker answered: finish on the duplicate.
 		rc.wmu.Unlock()
 		nc := rc.srv.rt.orphan(rc).nc
-		if d := rc.srv.rt.to.Write; d > 0 {
-			nc.SetWriteDeadline(time.Now().Add(d))
-		}
-		return nc.Write(b)
+		return writeProgress(nc, b, rc.srv.rt.to.Write, time.Time{})
 	}
 	p.mu.Lock()
 	if p.closed || rc.gone.Load() {
@@ -563,7 +560,7 @@ func (rc tlsSource) Refuse(buf []byte, err error) lifecycle.Step {
 	rc.writeTLS(rc.refusal(ex, buf, err))
 	rc.srv.putExchange(ex)
 	x.plainOff = len(x.plain)
-	rc.tlsSent(true)
+	rc.tlsSent(true, 0)
 	return lifecycle.Pause
 }
 
@@ -577,9 +574,10 @@ func (rc tlsSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	if onLoop, nonBlocking := rc.onLoop(f); onLoop {
 		ex := srv.getExchange()
 		r, vec := rc.answerOnLoop(ex, f, nonBlocking, len(raw))
+		size := vecLen(vec)
 		rc.writeTLS(vec)
 		srv.putExchange(ex)
-		if rc.tlsSent(r.closes) {
+		if rc.tlsSent(r.closes, size) {
 			// Decoding stops here: the connection holds what follows the
 			// answered frame.
 			srv.budget.set(&rc.hold, int64(len(x.plain)-x.plainOff), rc)
@@ -593,13 +591,19 @@ func (rc tlsSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	return lifecycle.Pause
 }
 
-// tlsSent moves the connection on after an answer was encrypted: to
-// writing while ciphertext is still queued (in the pipe or in gnet), else
-// to idle. It reports whether decoding must stop. Any goroutine that owns
+// tlsSent moves the connection on after an answer (size bytes of
+// plaintext) was encrypted: to writing while ciphertext is still queued
+// (in the pipe, in gnet, or, for a large answer, in the kernel), else to
+// idle. It reports whether decoding must stop. Any goroutine that owns
 // the connection.
-func (rc *rconn) tlsSent(closes bool) bool {
+func (rc *rconn) tlsSent(closes bool, size int) bool {
 	rc.wmu.Lock()
 	queued := rc.tls.outPending || rc.tls.flushing || rc.tls.pipe.pending() > 0
+	if !queued && size > bigAnswer && !rc.gone.Load() {
+		// As on plain TCP: a large answer the kernel took may not have
+		// left it yet. (Under wmu: the descriptor is still ours.)
+		queued = unsentBytes(rc.gc.Fd()) > 0
+	}
 	rc.wmu.Unlock()
 	now := rc.srv.rt.wheel.now.Load()
 	rc.closeAfter = closes
@@ -696,7 +700,8 @@ func (rc *rconn) answerTLS(r result) {
 	ex := rc.x
 	f := ex.cur
 	v := rc.frame(ex, f, r)
-	srv.stats.answered(rc.id, r.status, codec.Len(f, srv.mac != nil), vecLen(v))
+	size := vecLen(v)
+	srv.stats.answered(rc.id, r.status, codec.Len(f, srv.mac != nil), size)
 	if !srv.halt.Load() {
 		rc.writeTLS(v)
 	}
@@ -728,7 +733,7 @@ func (rc *rconn) answerTLS(r result) {
 		}
 		return
 	}
-	writing := rc.tlsSent(r.closes)
+	writing := rc.tlsSent(r.closes, size)
 	if old := rc.state.Swap(stateIdle); old == stateBusyPending || writing || srv.closed.Load() {
 		rc.tls.pipe.wakeSet.Store(false)
 		rc.tls.pipe.kick()

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/petrel-rpc/petrel/codec"
@@ -540,6 +541,13 @@ func (c *stdConn) send(b []byte) error {
 func (c *stdConn) writeTimedOut() {
 	c.srv.stats.timedOut.Add(1)
 	c.srv.logRated("timeout", slog.LevelInfo, "petrel: write timed out", "conn", c.id)
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		if pc, ok := tc.NetConn().(*progressConn); ok {
+			// The close sends no close_notify to a peer that stopped
+			// reading: it resets.
+			pc.failed.Store(true)
+		}
+	}
 	resetOnClose(c.nc)
 }
 
@@ -548,7 +556,12 @@ func (c *stdConn) writeTimedOut() {
 // eighth of the write timeout, at most 250 ms. The write timeout is kept
 // to within two of these (bytes the kernel took during one count from its
 // end).
-func writePoll(d time.Duration) time.Duration { return min(d/8, 250*time.Millisecond) }
+func writePoll(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 250 * time.Millisecond // no write timeout: only the look at the kernel's queue
+	}
+	return max(min(d/8, 250*time.Millisecond), time.Millisecond)
+}
 
 // writeProgress writes b whole to nc, a socket, and fails with a timeout
 // only once the write has made no progress for d (d <= 0: no timeout), or
@@ -557,14 +570,14 @@ func writePoll(d time.Duration) time.Duration { return min(d/8, 250*time.Millise
 // much of its buffer is free: on a Unix socket, three quarters of it).
 func writeProgress(nc net.Conn, b []byte, d time.Duration, dl time.Time) (int, error) {
 	if d <= 0 {
-		nc.SetWriteDeadline(dl)
-		return nc.Write(b)
+		return nc.Write(b) // no write timeout (a deadline dl is already set on nc)
 	}
 	poll := writePoll(d)
 	written, lastUnsent := 0, -1
-	last := time.Now()
+	now := time.Now()
+	last := now
 	for {
-		next := time.Now().Add(poll)
+		next := now.Add(poll)
 		if !dl.IsZero() && dl.Before(next) {
 			next = dl
 		}
@@ -575,7 +588,7 @@ func writeProgress(nc net.Conn, b []byte, d time.Duration, dl time.Time) (int, e
 		if err == nil || !isTimeout(err) {
 			return written, err
 		}
-		now := time.Now()
+		now = time.Now()
 		if !dl.IsZero() && !now.Before(dl) {
 			return written, err
 		}
@@ -596,11 +609,21 @@ func writeProgress(nc net.Conn, b []byte, d time.Duration, dl time.Time) (int, e
 // them too.
 type progressConn struct {
 	net.Conn
-	d  time.Duration
-	dl time.Time // the write deadline set by the caller; zero for none
+	d      time.Duration
+	dl     time.Time   // the write deadline set by the caller; zero for none
+	failed atomic.Bool // a write timed out: later writes (crypto/tls's close_notify) fail at once
 }
 
-func (p *progressConn) Write(b []byte) (int, error) { return writeProgress(p.Conn, b, p.d, p.dl) }
+func (p *progressConn) Write(b []byte) (int, error) {
+	if p.failed.Load() {
+		return 0, errWriteTimeout
+	}
+	n, err := writeProgress(p.Conn, b, p.d, p.dl)
+	if err != nil && isTimeout(err) {
+		p.failed.Store(true)
+	}
+	return n, err
+}
 
 func (p *progressConn) SetWriteDeadline(t time.Time) error {
 	p.dl = t
