@@ -342,6 +342,49 @@ func TestWriteTimeoutBound(t *testing.T) {
 	})
 }
 
+// An answer the kernel holds and the peer never reads ends the connection
+// at the write timeout even while the peer goes on sending: whole requests
+// (each answered, queued behind it) or a request trickled a byte at a
+// time. (Std restarted the write clock with each new answer, and while
+// reading a request looked only at the read timeout: the connection lived
+// on as long as the peer kept sending.)
+func TestWriteTimeoutWhilePeerSends(t *testing.T) {
+	for _, mode := range []string{"requests", "trickle"} {
+		t.Run(mode, func(t *testing.T) {
+			forEach(t, func(t *testing.T, e env) {
+				const wt = 500 * time.Millisecond
+				srv := e.listen(t, engine.Config{WriteTimeout: wt, ReadTimeout: 30 * time.Second, MaxPayload: 1 << 20})
+				c := dial(t, srv)
+				if tc, ok := c.nc.(*net.TCPConn); ok {
+					tc.SetReadBuffer(4 << 10)
+				}
+				c.send("echo", bytes.Repeat([]byte("k"), 100<<10)) // fits in the server's send buffer
+				testnet.WaitFor(t, ioTimeout, "the answer to start", func() bool { return srv.Stats().BytesOut > 0 })
+				next, _ := codec.AppendFrame(nil, codec.Frame{Seq: 9, Request: []byte("echo"), Payload: []byte("more")}, nil)
+				tick := time.NewTicker(wt / 5) // the peer's pace, not synchronisation
+				defer tick.Stop()
+				for i := 0; srv.Stats().OpenConns > 0; i++ {
+					if i == 40 { // 8 write timeouts
+						t.Fatalf("still open after %d sends while its answer did not move (stats %+v)", i, srv.Stats())
+					}
+					<-tick.C
+					b := next
+					if mode == "trickle" {
+						b = next[i%len(next) : i%len(next)+1]
+					}
+					if c.writeRaw(b) != nil {
+						break
+					}
+				}
+				testnet.WaitFor(t, ioTimeout, "the connection to close", func() bool { return srv.Stats().OpenConns == 0 })
+				if st := srv.Stats(); st.TimedOut == 0 {
+					t.Errorf("TimedOut = 0 (%+v)", st)
+				}
+			})
+		})
+	}
+}
+
 // The same over TLS: a connection whose answer stopped moving is closed
 // at the write timeout, and its close sends no close_notify that would
 // wait on the same peer for the write timeout again. (Std closed it at

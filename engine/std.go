@@ -113,7 +113,8 @@ type stdConn struct {
 	tlsState *tls.ConnectionState // ConnInfo.TLS, once the handshake is done
 	peerCred *PeerCred            // ConnInfo.PeerCred on a Unix socket
 
-	lastUnsent int // bytes of the last answer the kernel still held at the last look (phase writing)
+	lastUnsent int   // bytes of answers the kernel still held at the last look; 0 once they have left
+	sendSince  int64 // while lastUnsent > 0: when those bytes last moved (the write timeout counts from it)
 
 	curLen int   // bytes of the frame being answered
 	cause  error // why the read loop ended, if a read failed
@@ -244,12 +245,22 @@ func (c stdSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	// answer that was still leaving) may still sit in the kernel's send
 	// buffer: until it has left, the connection is writing (fill watches
 	// it go), and only then does the idle timer start.
-	unsent := 0
-	if size := vecLen(vec); (size > bigAnswer || c.lastUnsent > 0) && !r.closes {
+	unsent, prev, size := 0, c.lastUnsent, vecLen(vec)
+	if (size > bigAnswer || prev > 0) && !r.closes {
 		unsent = connUnsent(c.nc)
 	}
+	now := unixNow()
+	if unsent > 0 && (prev == 0 || unsent < prev+size) {
+		// A new answer leaving, or the one before it moved.
+		c.sendSince = now
+	}
+	// (Else nothing of the answer before moved: its clock runs on.)
 	c.lastUnsent = unsent
-	if c.lc.Answered(unsent > 0, r.closes, unixNow()) == lifecycle.Lingering {
+	when := now
+	if unsent > 0 {
+		when = c.sendSince
+	}
+	if c.lc.Answered(unsent > 0, r.closes, when) == lifecycle.Lingering {
 		c.linger()
 		return lifecycle.Close
 	}
@@ -408,8 +419,10 @@ func (c *stdConn) fill(need int) error {
 			c.buf = nb
 		}
 		dl := c.t.to.DeadlineTime(c.lc.Phase(), c.lc.Since())
-		if c.lc.Phase() == lifecycle.Writing {
-			// Look at the answer's progress in the kernel now and then.
+		if c.lastUnsent > 0 {
+			// An answer is still leaving the kernel (the connection
+			// writing, or already reading the next request): look at its
+			// progress now and then.
 			if p := time.Now().Add(writePoll(c.t.to.Write)); dl.IsZero() || p.Before(dl) {
 				dl = p
 			}
@@ -442,11 +455,14 @@ func (c *stdConn) fill(need int) error {
 			if len(c.buf) >= want {
 				return nil
 			}
-			if isTimeout(err) && c.lc.Phase() == lifecycle.Writing {
+			if isTimeout(err) && c.lastUnsent > 0 {
 				if err := c.watchSending(); err != nil {
 					return err
 				}
-				continue
+				if p := c.lc.Phase(); p == lifecycle.Writing || time.Now().Before(c.t.to.DeadlineTime(p, c.lc.Since())) ||
+					c.t.to.Deadline(p, c.lc.Since()) == lifecycle.NoDeadline {
+					continue // only the look at the answer was due
+				}
 			}
 			if isTimeout(err) {
 				if srv.closed.Load() {
@@ -471,19 +487,25 @@ func (c *stdConn) fill(need int) error {
 	return nil
 }
 
-// watchSending looks at a large answer the kernel is still sending, when
-// fill's poll of a writing connection ends: once it has all left, the
-// connection is idle (the idle timer starts now); while it shrinks, the
-// write timeout counts from now; when it has not moved for the write
-// timeout, the connection is closed.
+// watchSending looks at an answer the kernel is still sending, when
+// fill's poll ends: once it has all left, a writing connection is idle
+// (the idle timer starts now); while it shrinks, the write timeout counts
+// from now; when it has not moved for the write timeout, the connection
+// is closed, whatever it is reading meanwhile.
 func (c *stdConn) watchSending() error {
 	u := connUnsent(c.nc)
+	writing := c.lc.Phase() == lifecycle.Writing
 	switch {
 	case u == 0:
-		c.enter(lifecycle.Idle)
+		if writing {
+			c.enter(lifecycle.Idle)
+		}
 	case u < c.lastUnsent:
-		c.enter(lifecycle.Writing)
-	case c.t.to.Write > 0 && time.Since(time.Unix(0, c.lc.Since())) >= c.t.to.Write:
+		c.sendSince = unixNow()
+		if writing {
+			c.lc.Enter(lifecycle.Writing, c.sendSince)
+		}
+	case c.t.to.Write > 0 && time.Since(time.Unix(0, c.sendSince)) >= c.t.to.Write:
 		c.writeTimedOut()
 		return errWriteTimeout
 	}
