@@ -158,10 +158,8 @@ func (s *session) dispatch(x *exchange, f codec.Frame) result {
 	if string(f.Request) == codec.ProtoCheck {
 		return s.protoCheck(x, f)
 	}
-	if s.sess == sessNew {
-		if r, ok := s.begin(f); !ok {
-			return r
-		}
+	if r, ok := s.begin(f); !ok {
+		return r
 	}
 	if len(f.Request) == 0 {
 		return result{status: codec.StatusEmptyRequest, payload: reasonEmpty}
@@ -314,38 +312,38 @@ func (s *session) frame(x *exchange, f codec.Frame, r result) [][]byte {
 // the session's version. The connection is to be closed after it.
 // buffered is what the connection had buffered, all counted as read.
 func (s *session) refusal(x *exchange, buffered []byte, err error) [][]byte {
-	st := codec.StatusOf(err)
 	h, herr := codec.ParseHeader(buffered)
 	var req []byte
 	if end := codec.HeaderLen + int(h.RequestLen); len(buffered) >= codec.HeaderLen && len(buffered) >= end {
 		req = buffered[codec.HeaderLen:end:end]
 	}
-	var reason []byte
-	seqSt, seqReason, broken := codec.Status(0), []byte(nil), false
-	if herr == nil {
-		seqSt, seqReason, broken = s.seqBroken(h.Seq)
-	}
-	if broken {
-		// A replayed or reordered header is refused as such, whatever
-		// else is wrong with it (a payload over the limit, say): its 402
-		// would otherwise be a signed answer to a frame out of sequence.
-		st, reason = seqSt, seqReason
-	} else {
-		if s.srv.logOn(st.Level()) {
-			s.srv.logRated("refusal", st.Level(), "petrel: frame refused", "conn", s.id,
-				"remote", s.remote, "status", int(st), "err", err)
-		}
-		var le *codec.LimitError
-		if errors.As(err, &le) {
-			reason = []byte(le.Reason())
-		} else {
-			reason = []byte(err.Error())
-		}
-	}
+	st, reason := s.refusalOf(h, herr == nil, err)
 	s.sess = sessClosed
 	v, _ := s.encode(x, codec.Frame{Status: st, Seq: h.Seq, Request: req, Payload: reason}, false)
 	s.srv.stats.answered(s.id, st, len(buffered), vecLen(v))
 	return v
+}
+
+// refusalOf is the status and reason that refuse a frame from its header
+// h (parsed: h holds the whole header): the sequence rule first, since a
+// replayed or reordered header is refused as such whatever else is wrong
+// with it (its 402 would be a signed answer to a frame out of sequence),
+// else err's status and reason, logged.
+func (s *session) refusalOf(h codec.Header, parsed bool, err error) (codec.Status, []byte) {
+	if parsed {
+		if st, reason, broken := s.seqBroken(h.Seq); broken {
+			return st, reason
+		}
+	}
+	st := codec.StatusOf(err)
+	if s.srv.logOn(st.Level()) {
+		s.srv.logRated("refusal", st.Level(), "petrel: frame refused", "conn", s.id,
+			"remote", s.remote, "status", int(st), "err", err)
+	}
+	if le := (*codec.LimitError)(nil); errors.As(err, &le) {
+		return st, []byte(le.Reason())
+	}
+	return st, []byte(err.Error())
 }
 
 func vecLen(v [][]byte) int {

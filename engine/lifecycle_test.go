@@ -324,22 +324,26 @@ func TestWriteTimeoutBound(t *testing.T) {
 		c := dial(t, srv)
 		big := bytes.Repeat([]byte("b"), 4<<20)
 		c.send("echo", big)
-		// The answer is counted when it starts to leave; the write
-		// timeout counts from later still (once the buffers are full).
-		testnet.WaitFor(t, ioTimeout, "the answer to start", func() bool {
-			return srv.Stats().BytesOut > 0
-		})
-		start := time.Now()
-		testnet.WaitFor(t, ioTimeout, "the write timeout to close the connection", func() bool {
-			return srv.Stats().OpenConns == 0
-		})
-		// The bound is the write timeout plus the engines' granularity
-		// (a wheel tick; two eighths of it for std's look at its
-		// progress), with room for a loaded machine.
-		if el := time.Since(start); el > 9*wt/5 {
-			t.Errorf("closed %v after the request, with a write timeout of %v", el, wt)
-		}
+		expectWriteTimeoutClose(t, srv, wt)
 	})
+}
+
+// expectWriteTimeoutClose waits for srv's answer to start leaving (it is
+// counted then; the write timeout counts from later still, once the
+// buffers are full) and then for its only connection to close, and fails
+// t unless that took at most 9/5 of the write timeout wt: the engines'
+// granularity (a wheel tick; two eighths of it for std's look at its
+// progress), with room for a loaded machine.
+func expectWriteTimeoutClose(t *testing.T, srv *engine.Server, wt time.Duration) {
+	t.Helper()
+	testnet.WaitFor(t, ioTimeout, "the answer to start", func() bool { return srv.Stats().BytesOut > 0 })
+	start := time.Now()
+	testnet.WaitFor(t, ioTimeout, "the write timeout to close the connection", func() bool {
+		return srv.Stats().OpenConns == 0
+	})
+	if el := time.Since(start); el > 9*wt/5 {
+		t.Errorf("closed %v after the answer began, with a write timeout of %v", el, wt)
+	}
 }
 
 // An answer the kernel holds and the peer never reads ends the connection
@@ -409,14 +413,7 @@ func TestWriteTimeoutBoundTLS(t *testing.T) {
 				if _, err := tc.Write(wire); err != nil {
 					t.Fatal(err)
 				}
-				testnet.WaitFor(t, ioTimeout, "the answer to start", func() bool { return s.Stats().BytesOut > 0 })
-				start := time.Now()
-				testnet.WaitFor(t, ioTimeout, "the write timeout to close the connection", func() bool {
-					return s.Stats().OpenConns == 0
-				})
-				if el := time.Since(start); el > 9*wt/5 {
-					t.Errorf("closed %v after the answer began, with a write timeout of %v", el, wt)
-				}
+				expectWriteTimeoutClose(t, s, wt)
 			})
 		}
 	}

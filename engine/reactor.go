@@ -473,9 +473,7 @@ func (rc *rconn) writeOrphan(nc net.Conn, v [][]byte) bool {
 	for _, b := range v {
 		if _, err := writeProgress(nc, b, t.to.Write, time.Time{}); err != nil {
 			if isTimeout(err) {
-				t.srv.stats.timedOut.Add(1)
-				t.srv.logRated("timeout", slog.LevelInfo, "petrel: write timed out", "conn", rc.id)
-				resetOnClose(nc) // a torn answer must not look like a clean close
+				t.srv.writeTimedOut(rc.id, nc)
 			}
 			return false
 		}

@@ -104,10 +104,13 @@ func (s *session) logRefusal(f codec.Frame, st codec.Status, msg string) {
 	}
 }
 
-// begin handles the first frame of a session (phase new), which is not a
-// PROTOCHECK: a version-0 session begins, unless the server requires
-// version 1 (then 497 with 0x01, and close).
+// begin handles a frame that is not a PROTOCHECK: as the first of a
+// session (phase new), a version-0 session begins, unless the server
+// requires version 1 (then 497 with 0x01, and close). Later frames pass.
 func (s *session) begin(f codec.Frame) (result, bool) {
+	if s.sess != sessNew {
+		return result{}, true
+	}
 	if s.srv.cfg.MinProtocol >= codec.ProtocolV1 {
 		s.logRefusal(f, codec.StatusVersionMismatch, "petrel: version-0 session refused (MinProtocol 1)")
 		return s.refuse(codec.StatusVersionMismatch, reasonNeedV1), false

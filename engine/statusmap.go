@@ -63,10 +63,8 @@ func (s *session) refuseBusy(x *exchange, f codec.Frame) result {
 	if r, ok := s.verify(x, f); !ok {
 		return r
 	}
-	if s.sess == sessNew {
-		if r, ok := s.begin(f); !ok {
-			return r
-		}
+	if r, ok := s.begin(f); !ok {
+		return r
 	}
 	return s.busyResult()
 }

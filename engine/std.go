@@ -237,7 +237,8 @@ func (c stdSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	peerGone := c.stopWatch()
 	c.enter(lifecycle.Writing)
 	vec := c.frame(c.x, f, r)
-	srv.stats.answered(c.id, r.status, n, vecLen(vec))
+	size := vecLen(vec)
+	srv.stats.answered(c.id, r.status, n, size)
 	if srv.halt.Load() || !c.write(vec) || peerGone {
 		return lifecycle.Close
 	}
@@ -245,7 +246,7 @@ func (c stdSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	// answer that was still leaving) may still sit in the kernel's send
 	// buffer: until it has left, the connection is writing (fill watches
 	// it go), and only then does the idle timer start.
-	unsent, prev, size := 0, c.lastUnsent, vecLen(vec)
+	unsent, prev := 0, c.lastUnsent
 	if (size > bigAnswer || prev > 0) && !r.closes {
 		unsent = connUnsent(c.nc)
 	}
@@ -459,8 +460,9 @@ func (c *stdConn) fill(need int) error {
 				if err := c.watchSending(); err != nil {
 					return err
 				}
-				if p := c.lc.Phase(); p == lifecycle.Writing || time.Now().Before(c.t.to.DeadlineTime(p, c.lc.Since())) ||
-					c.t.to.Deadline(p, c.lc.Since()) == lifecycle.NoDeadline {
+				// Writing is timed by watchSending; another phase's own
+				// deadline may not be due yet (NoDeadline never is).
+				if p := c.lc.Phase(); p == lifecycle.Writing || unixNow() < c.t.to.Deadline(p, c.lc.Since()) {
 					continue // only the look at the answer was due
 				}
 			}
@@ -561,8 +563,6 @@ func (c *stdConn) send(b []byte) error {
 }
 
 func (c *stdConn) writeTimedOut() {
-	c.srv.stats.timedOut.Add(1)
-	c.srv.logRated("timeout", slog.LevelInfo, "petrel: write timed out", "conn", c.id)
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		if pc, ok := tc.NetConn().(*progressConn); ok {
 			// The close sends no close_notify to a peer that stopped
@@ -570,7 +570,16 @@ func (c *stdConn) writeTimedOut() {
 			pc.failed.Store(true)
 		}
 	}
-	resetOnClose(c.nc)
+	c.srv.writeTimedOut(c.id, c.nc)
+}
+
+// writeTimedOut counts and logs a connection whose answer the write
+// timeout cut, and makes closing nc reset it: a torn answer must not look
+// like a clean close.
+func (s *Server) writeTimedOut(id uint64, nc net.Conn) {
+	s.stats.timedOut.Add(1)
+	s.logRated("timeout", slog.LevelInfo, "petrel: write timed out", "conn", id)
+	resetOnClose(nc)
 }
 
 // writePoll bounds how long a blocked write (or a connection waiting for
