@@ -28,3 +28,19 @@ func SetAfterAnswerWritten(f func()) (restore func()) {
 	afterAnswerWritten = f
 	return func() { afterAnswerWritten = old }
 }
+
+// SetAfterOrphaned makes the reactor's loops call f when a half-closed
+// connection is given a duplicate descriptor to finish its answers on.
+func SetAfterOrphaned(f func()) (restore func()) {
+	old := afterOrphaned
+	afterOrphaned = f
+	return func() { afterOrphaned = old }
+}
+
+// SetBeforeAsyncAnswer makes the reactor's workers call f before they hand
+// (the rest of) a plain answer to gnet.
+func SetBeforeAsyncAnswer(f func()) (restore func()) {
+	old := beforeAsyncAnswer
+	beforeAsyncAnswer = f
+	return func() { beforeAsyncAnswer = old }
+}

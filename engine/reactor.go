@@ -56,8 +56,7 @@ type reactorTransport struct {
 	spilling atomic.Bool    // a spill goroutine drains overflow
 	spillWG  sync.WaitGroup // spill goroutines
 
-	afterWriteFn gnet.AsyncCallback // t.afterAsyncWrite, bound once
-	backlogLimit int                // TLS: most inbound bytes buffered behind a request in flight
+	backlogLimit int // TLS: most inbound bytes buffered behind a request in flight
 
 	handshakes atomic.Int64        // TLS handshakes in progress
 	hsMu       sync.Mutex          // guards hsByAddr, hsWait and each rtls.waiting
@@ -111,7 +110,6 @@ func newReactorTransport(srv *Server) (*reactorTransport, error) {
 	if ua, ok := srv.ln.Addr().(*net.UnixAddr); ok {
 		t.unixLocal = &net.UnixAddr{Name: ua.Name, Net: ua.Net}
 	}
-	t.afterWriteFn = t.afterAsyncWrite
 	largest := codec.Header{RequestLen: codec.MaxRequestLen, PayloadLen: cfg.largestPayload()}.FrameLen(true)
 	t.backlogLimit = largest + 64<<10
 	t.tickD = tickFor(cfg.ReadTimeout, cfg.IdleTimeout, cfg.WriteTimeout, lifecycle.LingerTime)
@@ -281,30 +279,43 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 	// whole frames gnet holds behind it (or, on an idle connection, that
 	// the loop has not decoded yet).
 	//
-	// An idle connection (no worker: the loop owns rc.in) is orphaned only
-	// with nothing of an answer left in gnet, which cuts what it holds at
-	// the close: answers behind a cut one would corrupt the stream. A
-	// torn answer ends in a reset instead. A worker that has written its
-	// whole answer directly and is giving the connection back (finishing)
-	// serves the orphan itself, in finish.
+	// An idle connection (no worker: the loop owns rc.in) is orphaned when
+	// frames wait behind its last answer, or when gnet still holds part of
+	// that answer: gnet would write only what the socket takes at once
+	// and drop the rest, so the orphan takes it from gnet (takeOutbound)
+	// and sends it first. Where it cannot, a torn answer ends in a reset,
+	// and nothing follows it (answers behind a cut one would corrupt the
+	// stream). A worker that has written its whole answer directly and is
+	// giving the connection back (finishing) serves the orphan itself, in
+	// finish; one whose answer is on its way to gnet (in transit) hands it
+	// to the orphan in afterAsyncWrite, when gnet refuses it.
 	var rest []byte // plain connections: what gnet holds behind the request in flight
+	held := 0       // plain connections: bytes of an answer gnet still holds
 	if rc.tls == nil {
 		rest, _ = c.Peek(-1)
+		held = c.OutboundBuffered()
 	}
 	st := rc.state.Load()
-	finishing := st != stateIdle && !rc.unanswered && rc.direct && rc.tls == nil && c.OutboundBuffered() == 0
+	finishing := st != stateIdle && !rc.unanswered && rc.direct && rc.tls == nil && held == 0
+	transit := st != stateIdle && !rc.unanswered && !rc.direct && rc.tls == nil
 	idle := st == stateIdle && rc.tls == nil && rc.in == nil
-	if idle && (c.OutboundBuffered() > 0 || rc.lc.Phase() == lifecycle.Writing) {
-		idle = false
-		if errors.Is(err, io.EOF) {
-			_ = c.SetLinger(0)
-		}
-	}
 	waiting := (finishing || idle) && rc.frameWaits(rest)
+	eof := errors.Is(err, io.EOF) && !t.srv.halt.Load()
 	idleOrphan := false
-	if (rc.unanswered || waiting) && !t.srv.halt.Load() && errors.Is(err, io.EOF) {
-		if nc := dupConn(c.Fd()); nc != nil {
-			o := &orphan{nc: nc, info: rc.connInfo(), byFinish: finishing && !rc.unanswered}
+	if eof && (rc.unanswered || waiting || transit || (idle && held > 0)) {
+		var nc net.Conn
+		var out []byte
+		if held > 0 {
+			var ok bool
+			if out, ok = takeOutbound(c); !ok {
+				_ = c.SetLinger(0) // torn: a reset, and no orphan to follow it
+			}
+		}
+		if held == 0 || out != nil {
+			nc = dupConn(c.Fd())
+		}
+		if nc != nil {
+			o := &orphan{nc: nc, out: out, info: rc.connInfo(), byFinish: finishing && !rc.unanswered}
 			if len(rest) > 0 {
 				// Frames pipelined behind the request in flight were read
 				// before the FIN: they are answered after it, and stay
@@ -316,7 +327,7 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 				}
 			}
 			rc.orphaned = true
-			idleOrphan = !rc.unanswered && !o.byFinish
+			idleOrphan = !rc.unanswered && !o.byFinish && !transit
 			t.orphanMu.Lock()
 			t.orphans[rc] = o
 			t.orphanWG.Add(1)
@@ -329,6 +340,11 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 			if o.rest == nil {
 				t.srv.budget.set(&rc.hold, 0, rc)
 			}
+			if afterOrphaned != nil {
+				afterOrphaned()
+			}
+		} else if out != nil {
+			_ = c.SetLinger(0) // the answer's rest is lost: a reset, not a clean close
 		}
 	}
 	if !rc.orphaned {
@@ -379,6 +395,7 @@ func (rc *rconn) frameWaits(buf []byte) bool {
 // on, and the frames read behind its request in flight before the FIN.
 type orphan struct {
 	nc       net.Conn
+	out      []byte   // what gnet held of the last answer, sent first; nil once sent
 	rest     []byte   // plain TCP and Unix only; owned by the worker once the loop has filed it
 	info     ConnInfo // what the loop knew of the connection, for the handlers of rest
 	byFinish bool     // the worker finishing its answer serves it (finish), not a goroutine of its own
@@ -451,7 +468,12 @@ func dupConn(fd int) net.Conn {
 func (rc *rconn) finishOrphan(v [][]byte) {
 	t := rc.srv.rt
 	o := t.orphan(rc)
-	ok := !t.srv.forcedNow() && (v == nil || rc.writeOrphan(o.nc, v))
+	ok := !t.srv.forcedNow()
+	if ok && o.out != nil {
+		ok = rc.writeOrphan(o.nc, [][]byte{o.out})
+		o.out = nil
+	}
+	ok = ok && (v == nil || rc.writeOrphan(o.nc, v))
 	if ok && o.rest != nil {
 		lifecycle.Decode(&rc.session, orphanSource{rc: rc, o: o}, &rc.lc, &t.srv.closed, unixNow)
 	}
@@ -1292,8 +1314,20 @@ func (rc *rconn) answer(r result) {
 		rc.direct = false // OnClose: the answer goes through gnet; no orphan follows it
 		rc.wmu.Unlock()
 	}
+	if beforeAsyncAnswer != nil {
+		beforeAsyncAnswer()
+	}
+	t := rc.srv.rt
 	var err error
-	if !rc.srv.rt.call(func() { err = rc.gc.AsyncWritev(v, rc.srv.rt.afterWriteFn) }) || err != nil {
+	after := func(c gnet.Conn, err error) error { return t.afterAsyncWrite(rc, v, c, err) }
+	if !t.call(func() { err = rc.gc.AsyncWritev(v, after) }) || err != nil {
+		// gnet will not take it: the loops have stopped.
+		rc.wmu.Lock()
+		orphaned := rc.orphaned
+		rc.wmu.Unlock()
+		if orphaned {
+			rc.finishOrphan(nil)
+		}
 		rc.release()
 	}
 }
@@ -1310,10 +1344,22 @@ func skipBytes(v [][]byte, n int) [][]byte {
 	return v
 }
 
-// afterAsyncWrite runs on the loop once gnet has taken an answer.
-func (t *reactorTransport) afterAsyncWrite(c gnet.Conn, err error) error {
-	rc, ok := c.Context().(*rconn)
-	if !ok {
+// afterAsyncWrite runs on the loop once gnet has taken rc's answer v, or
+// has refused it (err) because the connection closed first. If the peer's
+// FIN closed it, OnClose (on this loop, before) orphaned the connection,
+// and v goes out on the duplicate descriptor.
+func (t *reactorTransport) afterAsyncWrite(rc *rconn, v [][]byte, c gnet.Conn, err error) error {
+	if err != nil && rc.gone.Load() {
+		if rc.orphaned { // set by OnClose, on this goroutine
+			t.orphanWG.Add(1)
+			go func() {
+				defer t.orphanWG.Done()
+				rc.finishOrphan(v)
+				rc.release()
+			}()
+			return nil
+		}
+		rc.release()
 		return nil
 	}
 	closes := rc.x != nil && rc.x.res.closes

@@ -18,6 +18,15 @@ var randRead = rand.Read
 // gives the connection back.
 var afterAnswerWritten func()
 
+// beforeAsyncAnswer, when set (by tests), runs on a reactor worker before
+// it hands (the rest of) a plain answer to gnet.
+var beforeAsyncAnswer func()
+
+// afterOrphaned, when set (by tests), runs on a reactor loop when a
+// half-closed connection has been given a duplicate descriptor to finish
+// on.
+var afterOrphaned func()
+
 // Static payloads of the negotiation's answers.
 var (
 	protoV0        = []byte{codec.ProtocolV0} // 200 to a version-0 PROTOCHECK
