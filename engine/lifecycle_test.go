@@ -1454,3 +1454,114 @@ func waitDraining(t *testing.T, srv *engine.Server) {
 		return err != nil
 	})
 }
+
+// Over TLS a client may also half-close at the TCP level, shutting its
+// socket's write side under the session (no close_notify): every frame it
+// sent before is still answered, in order, on every engine. The cases: a
+// request sent just after the handshake (its records and the FIN may
+// reach the reactor before it has finished the handshake or decrypted
+// them), frames pipelined behind a request in flight, and a large answer
+// the client has not read yet when it half-closes.
+func TestHalfCloseTLSFIN(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			pki, _ := secCerts(t)
+			bigAns := bytes.Repeat([]byte("a"), 16<<20)
+			s := secServer(t, v, false, func(c *engine.Config) {
+				c.MaxBuffered = 64 << 20
+				c.Handlers["big"] = func(context.Context, *engine.Request) (uint16, []byte, error) {
+					return 200, bigAns, nil
+				}
+				c.Handlers["held"] = func(ctx context.Context, req *engine.Request) (uint16, []byte, error) {
+					<-ctx.Done() // until the server has read the FIN
+					return 200, req.Payload, nil
+				}
+			})
+			// dialFIN returns a TLS client whose finWrite shuts the TCP
+			// write side under the session.
+			dialFIN := func(t *testing.T) (*client, func()) {
+				raw, err := net.DialTimeout("tcp", s.AddrString(), ioTimeout)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tc := tls.Client(raw, secClientTLS(pki, nil, 0))
+				t.Cleanup(func() { tc.Close() })
+				tc.SetDeadline(time.Now().Add(ioTimeout))
+				if err := tc.Handshake(); err != nil {
+					t.Fatal(err)
+				}
+				return &client{t: t, nc: tc}, func() {
+					if err := raw.(*net.TCPConn).CloseWrite(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			expect := func(t *testing.T, c *client, what string, seq uint32, payload []byte) {
+				t.Helper()
+				f, err := c.recvErr()
+				if err != nil {
+					t.Fatalf("%s: answer %d: %v", what, seq, err)
+				}
+				if f.Status != codec.StatusOK || f.Seq != seq || !bytes.Equal(f.Payload, payload) {
+					t.Fatalf("%s: answer %d: status %d seq %d, %d bytes", what, seq, f.Status, f.Seq, len(f.Payload))
+				}
+			}
+			t.Run("after-handshake", func(t *testing.T) {
+				for round := range 10 {
+					c, fin := dialFIN(t)
+					var wire []byte
+					for i := range 3 {
+						wire = c.encode(wire, codec.Frame{Seq: uint32(i + 1), Request: []byte("echo"), Payload: []byte(fmt.Sprintf("r%d-%d", round, i))})
+					}
+					if err := c.writeRaw(wire); err != nil {
+						t.Fatal(err)
+					}
+					fin()
+					for i := range 3 {
+						expect(t, c, fmt.Sprintf("just after the handshake, round %d", round), uint32(i+1), []byte(fmt.Sprintf("r%d-%d", round, i)))
+					}
+					c.expectClosed()
+				}
+			})
+			t.Run("pipelined", func(t *testing.T) {
+				c, fin := dialFIN(t)
+				c.opts.MaxPayload = 1 << 20
+				c.expect("echo", []byte("warm"), codec.StatusOK, []byte("warm"))
+				var wire []byte
+				for i := range 6 {
+					req := "echo"
+					if i == 0 && (v.kind != engine.Reactor || !v.inline) {
+						req = "held" // in flight on a worker (std: its goroutine) at the FIN
+					}
+					wire = c.encode(wire, codec.Frame{Seq: uint32(i + 2), Request: []byte(req), Payload: []byte(fmt.Sprintf("p%d", i))})
+				}
+				if err := c.writeRaw(wire); err != nil {
+					t.Fatal(err)
+				}
+				fin()
+				for i := range 6 {
+					expect(t, c, "pipelined behind a request in flight", uint32(i+2), []byte(fmt.Sprintf("p%d", i)))
+				}
+				c.expectClosed()
+			})
+			t.Run("large", func(t *testing.T) {
+				c, fin := dialFIN(t)
+				c.opts.MaxPayload = 32 << 20
+				c.expect("echo", []byte("warm"), codec.StatusOK, []byte("warm"))
+				c.send("big", nil)
+				testnet.WaitFor(t, ioTimeout, "the big answer to be written", func() bool { return s.Stats().Requests >= 2 })
+				marker := bytes.Repeat([]byte("B"), 60<<10)
+				for range 3 {
+					c.send("echo", marker)
+				}
+				fin()
+				expect(t, c, "large answer", 2, bigAns)
+				for i := range 3 {
+					expect(t, c, "behind the large answer", uint32(i+3), marker)
+				}
+				c.expectClosed()
+			})
+			testnet.WaitFor(t, ioTimeout, "the connections to close", func() bool { return s.Stats().OpenConns == 0 })
+		})
+	}
+}

@@ -269,6 +269,11 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 	if !ok {
 		return gnet.None
 	}
+	eof := errors.Is(err, io.EOF) && !t.srv.halt.Load()
+	drained := false
+	if eof && rc.tls != nil {
+		drained = rc.tlsAtFIN(c)
+	}
 	rc.wmu.Lock()
 	// Gone first: a worker finishing its answer looks at gone after it
 	// gives the connection back (finish), so either it sees gone or we
@@ -289,20 +294,26 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 	// giving the connection back (finishing) serves the orphan itself, in
 	// finish; one whose answer is on its way to gnet (in transit) hands it
 	// to the orphan in afterAsyncWrite, when gnet refuses it.
-	var rest []byte // plain connections: what gnet holds behind the request in flight
-	held := 0       // plain connections: bytes of an answer gnet still holds
+	//
+	// Over TLS (tlsOrphanWanted), the orphan's owner is the worker in
+	// flight, the handshake goroutine, or a goroutine of its own.
+	var rest []byte              // plain connections: what gnet holds behind the request in flight
+	held := c.OutboundBuffered() // bytes of an answer gnet still holds
 	if rc.tls == nil {
 		rest, _ = c.Peek(-1)
-		held = c.OutboundBuffered()
 	}
 	st := rc.state.Load()
 	finishing := st != stateIdle && !rc.unanswered && rc.direct && rc.tls == nil && held == 0
 	transit := st != stateIdle && !rc.unanswered && !rc.direct && rc.tls == nil
 	idle := st == stateIdle && rc.tls == nil && rc.in == nil
 	waiting := (finishing || idle) && rc.frameWaits(rest)
-	eof := errors.Is(err, io.EOF) && !t.srv.halt.Load()
+	tlsWanted, byHandshake := false, false
+	if rc.tls != nil {
+		tlsWanted, byHandshake = rc.tlsOrphanWanted(st, held, drained)
+		finishing = tlsWanted && st != stateIdle && !byHandshake
+	}
 	idleOrphan := false
-	if eof && (rc.unanswered || waiting || transit || (idle && held > 0)) {
+	if eof && (rc.unanswered || waiting || transit || (idle && held > 0) || tlsWanted) {
 		var nc net.Conn
 		var out []byte
 		if held > 0 {
@@ -311,11 +322,20 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 				_ = c.SetLinger(0) // torn: a reset, and no orphan to follow it
 			}
 		}
+		if rc.tls != nil && (held == 0 || out != nil) {
+			// Ciphertext the loop had not yet handed to gnet follows
+			// what gnet held.
+			if q := rc.tls.pipe.takeOut(); q != nil {
+				out = append(out, q.B...)
+				bytebufferpool.Put(q)
+			}
+		}
 		if held == 0 || out != nil {
 			nc = dupConn(c.Fd())
 		}
 		if nc != nil {
-			o := &orphan{nc: nc, out: out, info: rc.connInfo(), byFinish: finishing && !rc.unanswered}
+			o := &orphan{nc: nc, out: out, info: rc.connInfo(), byHandshake: byHandshake,
+				byFinish: finishing}
 			if len(rest) > 0 {
 				// Frames pipelined behind the request in flight were read
 				// before the FIN: they are answered after it, and stay
@@ -327,7 +347,7 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 				}
 			}
 			rc.orphaned = true
-			idleOrphan = !rc.unanswered && !o.byFinish && !transit
+			idleOrphan = !rc.unanswered && !o.byFinish && !transit && !byHandshake
 			t.orphanMu.Lock()
 			t.orphans[rc] = o
 			t.orphanWG.Add(1)
@@ -354,8 +374,8 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 	// starts after this.
 	orphan := rc.orphaned
 	rc.wmu.Unlock()
-	if rc.tls != nil {
-		rc.closeTLS()
+	if rc.tls != nil && !orphan {
+		rc.closeTLS() // an orphan's owner does, when it ends
 	}
 	if rc.state.Load() == stateIdle && rc.in != nil {
 		bytebufferpool.Put(rc.in)
@@ -399,6 +419,9 @@ type orphan struct {
 	rest     []byte   // plain TCP and Unix only; owned by the worker once the loop has filed it
 	info     ConnInfo // what the loop knew of the connection, for the handlers of rest
 	byFinish bool     // the worker finishing its answer serves it (finish), not a goroutine of its own
+	// byHandshake: TLS, the handshake goroutine serves it when the
+	// handshake ends.
+	byHandshake bool
 }
 
 // orphan returns rc's orphan record: the duplicate descriptor a
@@ -407,6 +430,17 @@ func (t *reactorTransport) orphan(rc *rconn) *orphan {
 	t.orphanMu.Lock()
 	defer t.orphanMu.Unlock()
 	return t.orphans[rc]
+}
+
+// orphanLeft returns rc's orphan record when OnClose has filed one, nil
+// when it has not (or when it has already finished). Any goroutine.
+func (rc *rconn) orphanLeft() *orphan {
+	rc.wmu.Lock() // OnClose files the orphan under wmu
+	defer rc.wmu.Unlock()
+	if !rc.gone.Load() || !rc.orphaned {
+		return nil
+	}
+	return rc.srv.rt.orphan(rc)
 }
 
 // localAddr is rc's local address. Loop goroutine (gnet clears its own
@@ -432,7 +466,7 @@ func (rc *rconn) fillInfo(info *ConnInfo) {
 			info.PeerCred = pc.(*PeerCred)
 		}
 	}
-	if rc.tls != nil {
+	if rc.tls != nil && rc.tls.established.Load() {
 		info.TLS = rc.tls.state
 	}
 }
@@ -476,6 +510,16 @@ func (rc *rconn) finishOrphan(v [][]byte) {
 	ok = ok && (v == nil || rc.writeOrphan(o.nc, v))
 	if ok && o.rest != nil {
 		lifecycle.Decode(&rc.session, orphanSource{rc: rc, o: o}, &rc.lc, &t.srv.closed, unixNow)
+	}
+	if x := rc.tls; x != nil {
+		if ok && x.established.Load() && !x.failed.Load() {
+			// Every frame crypto/tls still holds or will decrypt from
+			// the ciphertext read before the FIN.
+			rc.lc.Enter(lifecycle.Idle, unixNow())
+			lifecycle.Decode(&rc.session, tlsOrphanSource{rc: rc, o: o}, &rc.lc, &t.srv.closed, unixNow)
+		}
+		x.pipe.release()
+		x.releasePlain()
 	}
 	o.nc.Close()
 	t.srv.budget.set(&rc.hold, 0, rc)
@@ -1430,10 +1474,7 @@ func (rc *rconn) finish(size int) {
 		// The peer's FIN came while we wrote: OnClose, which stored gone
 		// before it looked at the state, may have left us the frames
 		// behind our answer.
-		rc.wmu.Lock()
-		byFinish := rc.orphaned && rc.srv.rt.orphan(rc).byFinish
-		rc.wmu.Unlock()
-		if byFinish {
+		if o := rc.orphanLeft(); o != nil && o.byFinish {
 			rc.finishOrphan(nil)
 		}
 		return

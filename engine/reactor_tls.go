@@ -43,6 +43,7 @@ type tlsPipe struct {
 	inOff    int                        // read offset into in
 	out      *bytebufferpool.ByteBuffer // ciphertext waiting for the loop, nil when empty
 	closed   bool
+	eof      bool // the peer has half-closed: Read ends with io.EOF once in is empty
 	blocking bool // Read blocks (during the handshake)
 
 	wakeSet atomic.Bool // a flush is already scheduled or running
@@ -83,14 +84,17 @@ func (p *tlsPipe) buffered() int {
 func (p *tlsPipe) Read(b []byte) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for p.in == nil && !p.closed {
+	for p.in == nil && !p.closed && !p.eof {
 		if !p.blocking {
 			return 0, errWouldBlock
 		}
 		p.cond.Wait()
 	}
 	if p.in == nil {
-		return 0, net.ErrClosed
+		if p.closed {
+			return 0, net.ErrClosed
+		}
+		return 0, io.EOF
 	}
 	n := copy(b, p.in.B[p.inOff:])
 	p.inOff += n
@@ -111,10 +115,9 @@ func (p *tlsPipe) Write(b []byte) (int, error) {
 	rc := p.rc
 	rc.wmu.Lock()
 	if rc.gone.Load() && rc.orphaned {
-		// Half-closed while a worker answered: finish on the duplicate.
+		// Half-closed: the orphan's owner finishes on the duplicate.
 		rc.wmu.Unlock()
-		nc := rc.srv.rt.orphan(rc).nc
-		return writeProgress(nc, b, rc.srv.rt.to.Write, time.Time{})
+		return rc.writeTLSOrphan(b)
 	}
 	p.mu.Lock()
 	if p.closed || rc.gone.Load() {
@@ -149,6 +152,35 @@ func (p *tlsPipe) Write(b []byte) (int, error) {
 	rc.wmu.Unlock()
 	p.kick()
 	return len(b), nil
+}
+
+// writeTLSOrphan writes ciphertext b on a half-closed connection's
+// duplicate descriptor, after what gnet and the pipe still held at the FIN.
+// The orphan's owner only (one goroutine).
+func (rc *rconn) writeTLSOrphan(b []byte) (int, error) {
+	o := rc.srv.rt.orphan(rc)
+	if o == nil {
+		return 0, net.ErrClosed // finished
+	}
+	if out := o.out; out != nil {
+		o.out = nil
+		if !rc.writeOrphan(o.nc, [][]byte{out}) {
+			return 0, net.ErrClosed
+		}
+	}
+	if !rc.writeOrphan(o.nc, [][]byte{b}) {
+		return 0, net.ErrClosed
+	}
+	return len(b), nil
+}
+
+// setEOF records the peer's FIN: once the ciphertext fed so far is read,
+// Read reports io.EOF (crypto/tls then ends the session's input).
+func (p *tlsPipe) setEOF() {
+	p.mu.Lock()
+	p.eof = true
+	p.cond.Broadcast()
+	p.mu.Unlock()
 }
 
 // kick schedules a flush on the loop unless one is already due.
@@ -506,15 +538,21 @@ func (rc *rconn) handshake() {
 	if err != nil {
 		t.srv.logRated("handshake", slog.LevelInfo, "petrel: TLS handshake failed", "conn", rc.id, "remote", rc.remote, "err", err)
 		x.failed.Store(true)
-		x.pipe.wakeSet.Store(false)
-		x.pipe.kick()
+	} else {
+		st := x.conn.ConnectionState()
+		x.state = &st
+		x.pipe.stopBlocking()
+		rc.lc.Enter(lifecycle.Idle, t.wheel.now.Load())
+		x.established.Store(true)
+	}
+	// The peer may have half-closed during the handshake: OnClose (which
+	// saw it unfinished: failed and established are stored before this
+	// look) then left the connection to this goroutine, to answer what
+	// came with the client's Finished on the duplicate descriptor.
+	if o := rc.orphanLeft(); o != nil && o.byHandshake {
+		go rc.finishOrphan(nil) // counted in orphanWG by OnClose
 		return
 	}
-	st := x.conn.ConnectionState()
-	x.state = &st
-	x.pipe.stopBlocking()
-	rc.lc.Enter(lifecycle.Idle, t.wheel.now.Load())
-	x.established.Store(true)
 	// The first request often arrived with the client's Finished and sits
 	// inside crypto/tls already: no socket event will come for it.
 	x.pipe.wakeSet.Store(false)
@@ -727,17 +765,66 @@ func (rc *rconn) answerTLS(r result) {
 		rest := append([]byte(nil), rc.tls.plain[rc.tls.plainOff:]...)
 		rc.tls.plain, rc.tls.plainBuf, rc.tls.plainOff = rest, nil, 0
 	}
-	if rc.gone.Load() {
-		if rc.orphaned {
+	writing := rc.tlsSent(r.closes, size)
+	old := rc.state.Swap(stateIdle)
+	// OnClose stores gone before it reads the state: if it saw the
+	// connection busy, it left the orphan to this worker, which sees gone
+	// here; if it saw it idle, it took the connection itself.
+	o := rc.orphanLeft()
+	if o != nil || rc.gone.Load() {
+		if o != nil && o.byFinish {
 			rc.finishOrphan(nil)
 		}
 		return
 	}
-	writing := rc.tlsSent(r.closes, size)
-	if old := rc.state.Swap(stateIdle); old == stateBusyPending || writing || srv.closed.Load() {
+	if old == stateBusyPending || writing || srv.closed.Load() {
 		rc.tls.pipe.wakeSet.Store(false)
 		rc.tls.pipe.kick()
 	}
+}
+
+// tlsAtFIN prepares a TLS connection whose peer has half-closed for the
+// orphan that may finish it: what gnet still holds goes to crypto/tls's
+// pipe, whose input then ends (the handshake goroutine, if any, sees the
+// end instead of waiting), and on an idle connection crypto/tls decrypts
+// it all now (drained), so that OnClose sees whether frames wait. Loop goroutine,
+// in OnClose, before wmu (crypto/tls may write while it reads).
+func (rc *rconn) tlsAtFIN(c gnet.Conn) (drained bool) {
+	x := rc.tls
+	if buf, _ := c.Peek(-1); len(buf) > 0 {
+		x.pipe.feed(buf)
+		c.Discard(len(buf))
+	}
+	x.pipe.setEOF()
+	if x.established.Load() && !x.failed.Load() && rc.state.Load() == stateIdle && rc.lc.Phase() != lifecycle.Lingering {
+		rc.drainTLS()
+		return true
+	}
+	return false
+}
+
+// tlsOrphanWanted reports whether a TLS connection whose peer has
+// half-closed must be finished on a duplicate descriptor, and whether the
+// handshake goroutine is to finish it (the handshake is still running).
+// Otherwise a worker owns it (st busy) or, idle, a goroutine of its own:
+// when ciphertext of an answer is still queued, or plaintext waits to be
+// decoded, or when the handshake ended after tlsAtFIN looked (drained
+// false: crypto/tls may hold frames that came with the client's
+// Finished). A connection closing after a refusal is not. Loop
+// goroutine, in OnClose, under wmu.
+func (rc *rconn) tlsOrphanWanted(st int32, held int, drained bool) (want, byHandshake bool) {
+	x := rc.tls
+	switch {
+	case x.failed.Load() || !x.started.Load():
+		return false, false // no session: nothing to answer
+	case !x.established.Load():
+		return true, true
+	case st != stateIdle:
+		return true, false
+	case rc.closeAfter || rc.lc.Phase() == lifecycle.Lingering:
+		return false, false
+	}
+	return !drained || held > 0 || x.pipe.pending() > 0 || (x.plain != nil && x.plainOff < len(x.plain)), false
 }
 
 // closeTLS releases TLS state when the connection closes. Loop goroutine.
@@ -747,4 +834,70 @@ func (rc *rconn) closeTLS() {
 	if rc.state.Load() == stateIdle {
 		x.releasePlain()
 	}
+}
+
+// tlsOrphanSource is a half-closed TLS connection's side of the decode
+// loop once the reactor has let go of it: the plaintext still to come out
+// of crypto/tls, whose input ends at the peer's FIN, answered one frame
+// at a time on the orphan's goroutine, written on the duplicate
+// descriptor (tlsPipe.Write).
+type tlsOrphanSource struct {
+	rc *rconn
+	o  *orphan
+}
+
+func (s tlsOrphanSource) Inbound() []byte {
+	x := s.rc.tls
+	if x.plain == nil {
+		return nil
+	}
+	return x.plain[x.plainOff:]
+}
+
+func (s tlsOrphanSource) More(lifecycle.Verdict, []byte, int) lifecycle.Step {
+	rc, x := s.rc, s.rc.tls
+	if x.peerEOF || x.failed.Load() {
+		return lifecycle.Close // nothing more will come
+	}
+	rc.drainTLS() // to the FIN: the pipe ends there
+	if rc.srv.budget.set(&rc.hold, int64(len(x.plain)-x.plainOff), rc) {
+		rc.srv.stats.evicted.Add(1)
+		return lifecycle.Close
+	}
+	return lifecycle.Continue
+}
+
+func (s tlsOrphanSource) Refuse(buf []byte, err error) lifecycle.Step {
+	srv := s.rc.srv
+	ex := srv.getExchange()
+	s.rc.writeTLS(s.rc.refusal(ex, buf, err))
+	srv.putExchange(ex)
+	return lifecycle.Close
+}
+
+// ReadAhead: the peer has half-closed; More reads the rest.
+func (s tlsOrphanSource) ReadAhead() bool { return false }
+
+func (s tlsOrphanSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
+	rc, srv, x := s.rc, s.rc.srv, s.rc.tls
+	if srv.forcedNow() || rc.hold.evicted() || x.failed.Load() {
+		return lifecycle.Close
+	}
+	ex := srv.getExchange()
+	ex.canWait = false
+	ex.info = s.o.info
+	ex.info.TLS = x.state
+	ex.cur = f
+	rc.lc.Enter(lifecycle.Dispatched, unixNow())
+	r := rc.dispatch(ex, f)
+	v := rc.frame(ex, f, r)
+	srv.stats.answered(rc.id, r.status, len(raw), vecLen(v))
+	rc.writeTLS(v)
+	srv.putExchange(ex)
+	x.plainOff += len(raw)
+	srv.budget.set(&rc.hold, int64(len(x.plain)-x.plainOff), rc)
+	if x.failed.Load() || r.closes {
+		return lifecycle.Close
+	}
+	return lifecycle.Continue
 }
