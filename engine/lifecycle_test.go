@@ -1467,7 +1467,13 @@ func TestHalfCloseTLSFIN(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			pki, _ := secCerts(t)
 			bigAns := bytes.Repeat([]byte("a"), 16<<20)
+			started, release := make(chan struct{}, 1), make(chan struct{})
 			s := secServer(t, v, false, func(c *engine.Config) {
+				c.Handlers["signalled"] = func(ctx context.Context, req *engine.Request) (uint16, []byte, error) {
+					started <- struct{}{}
+					<-release
+					return 200, req.Payload, nil
+				}
 				c.MaxBuffered = 64 << 20
 				c.Handlers["big"] = func(context.Context, *engine.Request) (uint16, []byte, error) {
 					return 200, bigAns, nil
@@ -1560,6 +1566,50 @@ func TestHalfCloseTLSFIN(t *testing.T) {
 					expect(t, c, "behind the large answer", uint32(i+3), marker)
 				}
 				c.expectClosed()
+			})
+			// The FIN during a drain, frames waiting behind the request in
+			// flight, not yet decrypted (the reactor pool once closed at
+			// the first look, the drain's rule for an empty buffer).
+			t.Run("draining", func(t *testing.T) {
+				if v.kind == engine.Reactor && v.inline {
+					t.Skip("no request in flight on an inline loop")
+				}
+				c, fin := dialFIN(t)
+				c.expect("echo", []byte("warm"), codec.StatusOK, []byte("warm"))
+				c.send("signalled", []byte("h"))
+				<-started
+				var wire []byte
+				for i := range 3 {
+					wire = c.encode(wire, codec.Frame{Seq: uint32(i + 3), Request: []byte("echo"), Payload: []byte(fmt.Sprintf("d%d", i))})
+				}
+				if err := c.writeRaw(wire); err != nil {
+					t.Fatal(err)
+				}
+				if v.kind == engine.Reactor {
+					testnet.WaitFor(t, ioTimeout, "the frames behind to reach the server", func() bool { return s.Stats().Buffered > 0 })
+				}
+				shut := make(chan error, 1)
+				go func() { shut <- s.Shutdown(context.Background()) }()
+				testnet.WaitFor(t, ioTimeout, "the drain to begin", func() bool {
+					nc, err := net.Dial("tcp", s.AddrString())
+					if err == nil {
+						nc.Close()
+					}
+					return err != nil
+				})
+				fin()
+				if v.kind == engine.Reactor {
+					testnet.WaitFor(t, ioTimeout, "the FIN to be read", func() bool { return s.Stats().Buffered == 0 })
+				}
+				close(release)
+				expect(t, c, "in flight at the FIN, draining", 2, []byte("h"))
+				for i := range 3 {
+					expect(t, c, "behind it, draining", uint32(i+3), []byte(fmt.Sprintf("d%d", i)))
+				}
+				c.expectClosed()
+				if err := <-shut; err != nil {
+					t.Fatalf("Shutdown = %v", err)
+				}
 			})
 			testnet.WaitFor(t, ioTimeout, "the connections to close", func() bool { return s.Stats().OpenConns == 0 })
 		})

@@ -313,7 +313,8 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 		finishing = tlsWanted && st != stateIdle && !byHandshake
 	}
 	idleOrphan := false
-	if eof && (rc.unanswered || waiting || transit || (idle && held > 0) || tlsWanted) {
+	plainWanted := rc.tls == nil && (rc.unanswered || waiting || transit || (idle && held > 0))
+	if eof && (plainWanted || tlsWanted) {
 		var nc net.Conn
 		var out []byte
 		if held > 0 {
@@ -508,15 +509,24 @@ func (rc *rconn) finishOrphan(v [][]byte) {
 		o.out = nil
 	}
 	ok = ok && (v == nil || rc.writeOrphan(o.nc, v))
+	// After a closing answer (a refusal), nothing more is served.
+	ok = ok && !rc.closeAfter
 	if ok && o.rest != nil {
 		lifecycle.Decode(&rc.session, orphanSource{rc: rc, o: o}, &rc.lc, &t.srv.closed, unixNow)
 	}
 	if x := rc.tls; x != nil {
 		if ok && x.established.Load() && !x.failed.Load() {
 			// Every frame crypto/tls still holds or will decrypt from
-			// the ciphertext read before the FIN.
-			rc.lc.Enter(lifecycle.Idle, unixNow())
-			lifecycle.Decode(&rc.session, tlsOrphanSource{rc: rc, o: o}, &rc.lc, &t.srv.closed, unixNow)
+			// the ciphertext read before the FIN, all decrypted first
+			// (the pipe ends at the FIN): a draining server answers whole
+			// frames and closes only at the end of them.
+			rc.drainTLS()
+			if t.srv.budget.set(&rc.hold, int64(len(x.plain)-x.plainOff), rc) {
+				t.srv.stats.evicted.Add(1)
+			} else {
+				rc.lc.Enter(lifecycle.Idle, unixNow())
+				lifecycle.Decode(&rc.session, tlsOrphanSource{rc: rc, o: o}, &rc.lc, &t.srv.closed, unixNow)
+			}
 		}
 		x.pipe.release()
 		x.releasePlain()
@@ -1327,6 +1337,7 @@ func (rc *rconn) answer(r result) {
 	if rc.gone.Load() || srv.halt.Load() {
 		rc.wmu.Unlock()
 		if rc.orphaned {
+			rc.closeAfter = r.closes // ours: the loop has let go
 			rc.finishOrphan(v)
 		}
 		rc.release()
@@ -1395,6 +1406,7 @@ func skipBytes(v [][]byte, n int) [][]byte {
 func (t *reactorTransport) afterAsyncWrite(rc *rconn, v [][]byte, c gnet.Conn, err error) error {
 	if err != nil && rc.gone.Load() {
 		if rc.orphaned { // set by OnClose, on this goroutine
+			rc.closeAfter = rc.x != nil && rc.x.res.closes
 			t.orphanWG.Add(1)
 			go func() {
 				defer t.orphanWG.Done()

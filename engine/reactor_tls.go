@@ -770,9 +770,8 @@ func (rc *rconn) answerTLS(r result) {
 	// OnClose stores gone before it reads the state: if it saw the
 	// connection busy, it left the orphan to this worker, which sees gone
 	// here; if it saw it idle, it took the connection itself.
-	o := rc.orphanLeft()
-	if o != nil || rc.gone.Load() {
-		if o != nil && o.byFinish {
+	if rc.gone.Load() {
+		if o := rc.orphanLeft(); o != nil && o.byFinish {
 			rc.finishOrphan(nil)
 		}
 		return
@@ -815,12 +814,12 @@ func (rc *rconn) tlsAtFIN(c gnet.Conn) (drained bool) {
 func (rc *rconn) tlsOrphanWanted(st int32, held int, drained bool) (want, byHandshake bool) {
 	x := rc.tls
 	switch {
+	case st != stateIdle:
+		return true, false // the worker finishes (and gives up if the session failed)
 	case x.failed.Load() || !x.started.Load():
 		return false, false // no session: nothing to answer
 	case !x.established.Load():
 		return true, true
-	case st != stateIdle:
-		return true, false
 	case rc.closeAfter || rc.lc.Phase() == lifecycle.Lingering:
 		return false, false
 	}
