@@ -304,7 +304,7 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 	}
 	st := rc.state.Load()
 	finishing := st != stateIdle && !rc.unanswered && rc.direct && rc.tls == nil && held == 0
-	transit := st != stateIdle && !rc.unanswered && !rc.direct && rc.tls == nil
+	transit := st != stateIdle && !rc.unanswered && !rc.direct && !rc.closeAfter && rc.tls == nil
 	idle := st == stateIdle && rc.tls == nil && rc.in == nil
 	waiting := (finishing || idle) && rc.frameWaits(rest)
 	tlsWanted, byHandshake := false, false
@@ -828,7 +828,7 @@ type rconn struct {
 	orphaned   bool        // after a half-close: the transport's orphans hold a duplicate descriptor to answer on
 	unanswered bool        // a worker owns a request whose answer it has not yet written
 	direct     bool        // the worker may write to the socket itself
-	closeAfter bool        // close (lingering) once the answer is fully sent (loop only)
+	closeAfter bool        // close (lingering) once the answer is fully sent (the loop's; a worker's while busy, under wmu, when its write failed)
 }
 
 // dueAt is when rc's lifecycle deadline passes (see also wheel.advance,
@@ -1349,6 +1349,13 @@ func (rc *rconn) answer(r result) {
 		n, err := writev(rc.gc.Fd(), v)
 		if err != nil || n != total {
 			rc.direct = false // OnClose: the answer is not whole; no orphan follows it
+		}
+		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+			// The socket failed (a reset, which gnet reports to OnClose
+			// as an EOF): the answer goes nowhere, so OnClose must not
+			// take it for one on its way to gnet (transit) and leave an
+			// orphan for it.
+			rc.closeAfter = true
 		}
 		rc.wmu.Unlock()
 		if err == nil && n == total {

@@ -809,8 +809,8 @@ func (rc *rconn) tlsAtFIN(c gnet.Conn) (drained bool) {
 // when ciphertext of an answer is still queued, or plaintext waits to be
 // decoded, or when the handshake ended after tlsAtFIN looked (drained
 // false: crypto/tls may hold frames that came with the client's
-// Finished). A connection closing after a refusal is not. Loop
-// goroutine, in OnClose, under wmu.
+// Finished). A connection closing after a refusal is finished only as
+// far as that refusal's rest. Loop goroutine, in OnClose, under wmu.
 func (rc *rconn) tlsOrphanWanted(st int32, held int, drained bool) (want, byHandshake bool) {
 	x := rc.tls
 	switch {
@@ -820,8 +820,12 @@ func (rc *rconn) tlsOrphanWanted(st int32, held int, drained bool) (want, byHand
 		return false, false // no session: nothing to answer
 	case !x.established.Load():
 		return true, true
-	case rc.closeAfter || rc.lc.Phase() == lifecycle.Lingering:
-		return false, false
+	case rc.lc.Phase() == lifecycle.Lingering:
+		return false, false // its refusal is sent
+	case rc.closeAfter:
+		// A closing answer still leaving: the orphan sends its rest,
+		// and serves nothing after it (finishOrphan).
+		return held > 0 || x.pipe.pending() > 0, false
 	}
 	return !drained || held > 0 || x.pipe.pending() > 0 || (x.plain != nil && x.plainOff < len(x.plain)), false
 }
