@@ -1259,6 +1259,61 @@ func TestHalfCloseAnswerInTransit(t *testing.T) {
 	}
 }
 
+// An orphan serves nothing after a closing answer. The pool's worker
+// answers a frame with a wrong MAC (502, which ends the session) and is
+// held just before it hands the answer to gnet; the client, a frame sent
+// behind the bad one, half-closes. It gets the 502, then the close, and
+// no answer to the frame behind (the orphan once served that frame too,
+// and the ended session answered it with a second refusal).
+func TestHalfCloseAfterClosingAnswer(t *testing.T) {
+	orphaned := make(chan struct{}, 1)
+	handing := make(chan struct{}, 1)
+	proceed := make(chan struct{})
+	t.Cleanup(engine.SetAfterOrphaned(func() {
+		select {
+		case orphaned <- struct{}{}:
+		default:
+		}
+	}))
+	t.Cleanup(engine.SetBeforeAsyncAnswer(func() {
+		handing <- struct{}{}
+		<-proceed
+	}))
+	key := []byte("the shared secret")
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			e := env{variant{"reactor-pool", engine.Reactor, false}, network}
+			srv := e.listen(t, engine.Config{HMACKey: key})
+			c := dial(t, srv).withMAC(key)
+			wire, _ := codec.AppendFrame(nil, codec.Frame{Seq: 1, Request: []byte("echo"), Payload: []byte("tampered")}, nil)
+			wire = codec.NewMAC([]byte("wrong key")).AppendSign(wire, []byte("tampered"))
+			wire = c.encode(wire, codec.Frame{Seq: 2, Request: []byte("echo"), Payload: []byte("behind")})
+			if err := c.writeRaw(wire); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-handing:
+			case <-time.After(ioTimeout):
+				t.Fatal("the refusal was not handed to gnet by a worker")
+			}
+			if err := c.nc.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-orphaned:
+			case <-time.After(ioTimeout):
+				t.Fatal("the server did not take over the half-closed connection")
+			}
+			proceed <- struct{}{}
+			if f := c.recv(); f.Status != codec.StatusBadMAC || f.Seq != 1 {
+				t.Fatalf("status %d seq %d, want 502 seq 1", f.Status, f.Seq)
+			}
+			c.expectClosed()
+			testnet.WaitFor(t, ioTimeout, "the connection to close", func() bool { return srv.Stats().OpenConns == 0 })
+		})
+	}
+}
+
 // Many rounds of a few quick pipelined requests, then the FIN, on the
 // pool: the FIN may come while a worker has written its answer and is
 // giving the connection back; the frames behind are still answered (the
