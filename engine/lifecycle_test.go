@@ -234,6 +234,33 @@ func TestWriteTimeoutNeverReads(t *testing.T) {
 	})
 }
 
+// Close cutting an answer short (as at a drain's bound, or at the second
+// signal) resets the connection: what arrived is a torn frame followed by
+// a reset, on every engine, never a clean EOF (which it was on every
+// engine: gnet flushed what the socket took and closed, std closed under
+// its blocked write).
+func TestCloseResetsTornAnswer(t *testing.T) {
+	forEachTCP(t, func(t *testing.T, e env) {
+		srv := e.listen(t, engine.Config{MaxPayload: 32 << 20})
+		c := dial(t, srv)
+		big := bytes.Repeat([]byte("w"), 16<<20)
+		c.send("echo", big)
+		// The client does not read yet: the answer cannot all leave.
+		testnet.WaitFor(t, ioTimeout, "the answer to start", func() bool { return srv.Stats().BytesOut > 0 })
+		if err := srv.Close(); err != nil {
+			t.Fatal(err)
+		}
+		c.nc.SetReadDeadline(time.Now().Add(ioTimeout))
+		n, err := io.Copy(io.Discard, c.nc)
+		if n >= int64(codec.HeaderLen+len("echo")+len(big)) {
+			t.Fatalf("got %d bytes, want a torn answer", n)
+		}
+		if err == nil {
+			t.Errorf("torn answer ended with a clean EOF after %d bytes, want a reset", n)
+		}
+	})
+}
+
 // Defect 7: a slow reader that keeps reading gets every byte of a large
 // answer, with a write timeout far shorter than the whole transfer, and
 // the idle timer starts only once the answer is fully sent.

@@ -370,6 +370,12 @@ func (t *reactorTransport) OnClose(c gnet.Conn, err error) gnet.Action {
 	}
 	if !rc.orphaned {
 		t.srv.budget.set(&rc.hold, 0, rc)
+		if t.srv.halt.Load() && (st != stateIdle || held > 0 || rc.lc.Phase() == lifecycle.Writing ||
+			(rc.tls != nil && rc.tls.pipe.pending() > 0)) {
+			// Close cuts an answer short (or one still to come): a
+			// reset, never a torn frame that ends like a clean close.
+			_ = c.SetLinger(0)
+		}
 	}
 	// The worker that answers an orphan (its holding's owner from now on)
 	// starts after this.
@@ -669,6 +675,7 @@ func (t *reactorTransport) close(bound time.Duration) error {
 		deadline := time.Now().Add(bound)
 		t.orphanMu.Lock()
 		for rc, o := range t.orphans {
+			resetOnClose(o.nc) // its answer is cut short
 			o.nc.Close()
 			rc.ctx.cancel()
 		}

@@ -75,7 +75,12 @@ func (t *stdTransport) close(bound time.Duration) error {
 	t.mu.Lock()
 	for c := range t.conns {
 		// Close first, then cancel: a handler woken by the cancellation
-		// finds the connection closed and cannot answer on it.
+		// finds the connection closed and cannot answer on it. One whose
+		// answer is running or being written is reset: a torn frame must
+		// not end like a clean close.
+		if p := c.lc.Phase(); p == lifecycle.Dispatched || p == lifecycle.Writing {
+			c.cutOnClose()
+		}
 		c.nc.Close()
 		c.ctx.cancel()
 	}
@@ -563,14 +568,25 @@ func (c *stdConn) send(b []byte) error {
 }
 
 func (c *stdConn) writeTimedOut() {
+	c.failTLS()
+	c.srv.writeTimedOut(c.id, c.nc)
+}
+
+// cutOnClose makes the close of c, whose answer Close cuts short, reset
+// it (also under TLS, with no close_notify).
+func (c *stdConn) cutOnClose() {
+	c.failTLS()
+	resetOnClose(c.nc)
+}
+
+// failTLS makes a TLS connection's close send no close_notify (to a peer
+// that may not read it): the close resets.
+func (c *stdConn) failTLS() {
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		if pc, ok := tc.NetConn().(*progressConn); ok {
-			// The close sends no close_notify to a peer that stopped
-			// reading: it resets.
 			pc.failed.Store(true)
 		}
 	}
-	c.srv.writeTimedOut(c.id, c.nc)
 }
 
 // writeTimedOut counts and logs a connection whose answer the write
