@@ -1511,6 +1511,44 @@ func TestShutdownAnswersUnreadFrames(t *testing.T) {
 	}
 }
 
+// A frame the server had begun to read when the drain reached it, its
+// rest in the kernel (std reads 4 KiB at a time; an inline loop reads 64
+// KiB, then its handler holds it), is still answered: the drain reads the
+// rest, as it reads frames not begun. (It was closed as a partial frame
+// on std and inline.) Sent with the request before it in one write.
+func TestShutdownAnswersFrameBegun(t *testing.T) {
+	for _, v := range variants {
+		for _, network := range []string{"tcp", "unix"} {
+			t.Run(v.name+"/"+network, func(t *testing.T) {
+				h := newHeldDrain(t)
+				srv := env{v, network}.listen(t, engine.Config{Handlers: h.handlers(), EventLoops: 1})
+				c := dial(t, srv)
+				behind := bytes.Repeat([]byte("b"), 100<<10)
+				wire := c.encode(nil, codec.Frame{Seq: 1, Request: []byte("hold")})
+				wire = c.encode(wire, codec.Frame{Seq: 2, Request: []byte("echo"), Payload: behind})
+				if err := c.writeRaw(wire); err != nil {
+					t.Fatal(err)
+				}
+				testnet.RecvOrFail(t, h.started, ioTimeout, "the handler to start")
+				shut := shutdownAsync(srv, 10*time.Second)
+				waitDraining(t, srv)
+				h.let()
+				if f := c.recv(); f.Seq != 1 || string(f.Payload) != "held" {
+					t.Fatalf("first answer: seq %d %q", f.Seq, f.Payload)
+				}
+				f, err := c.recvErr()
+				if err != nil || f.Seq != 2 || !bytes.Equal(f.Payload, behind) {
+					t.Fatalf("answer to the frame sent behind: %v (seq %d, %d bytes)", err, f.Seq, len(f.Payload))
+				}
+				c.expectClosed()
+				if err := testnet.RecvOrFail(t, shut, 2*ioTimeout, "Shutdown"); err != nil {
+					t.Fatalf("Shutdown = %v", err)
+				}
+			})
+		}
+	}
+}
+
 // shutdownAsync starts srv's Shutdown, bounded by d, and returns where its
 // result comes.
 func shutdownAsync(srv *engine.Server, d time.Duration) <-chan error {

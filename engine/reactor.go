@@ -588,7 +588,7 @@ func (s orphanSource) Refuse(buf []byte, err error) lifecycle.Step {
 }
 
 // ReadAhead: the peer has half-closed; everything it sent is in rest.
-func (s orphanSource) ReadAhead() bool { return false }
+func (s orphanSource) ReadAhead(int) bool { return false }
 
 func (s orphanSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	rc, srv := s.rc, s.rc.srv
@@ -928,11 +928,17 @@ func (rc *rconn) check() (act gnet.Action, stop bool) {
 		rc.tls == nil && rc.gc.InboundBuffered() == 0 {
 		// Nothing read is left unanswered. (With bytes buffered, the
 		// decoder serves the frames already here and closes after them.)
-		if p == lifecycle.Idle && (plainSource{rc}).ReadAhead() {
+		if p == lifecycle.Idle && (plainSource{rc}).ReadAhead(0) {
 			// Frames the peer sent wait in the kernel: gnet's
 			// level-triggered poller reports them next, and the decode
 			// loop answers them.
 			return gnet.None, true
+		}
+		if p == lifecycle.Reading && rc.in != nil {
+			// So does the rest of a frame begun, when it has all arrived.
+			if v, _, _, need, _ := rc.Next(rc.in.B); v == lifecycle.Partial && (plainSource{rc}).ReadAhead(need) {
+				return gnet.None, true
+			}
 		}
 		if rc.srv.drainLingers(p, rc.unread) {
 			return rc.startLinger(now), true
@@ -1084,7 +1090,7 @@ func stepOf(act gnet.Action) lifecycle.Step {
 // ReadAhead: gnet reads what arrives as it arrives, unless an inline
 // handler held the loop: then frames the peer sent may wait in the kernel,
 // and the loop waits for gnet to read them.
-func (rc plainSource) ReadAhead() bool { return rc.unread() > 0 }
+func (rc plainSource) ReadAhead(need int) bool { return rc.unread() >= max(need, 1) }
 
 // Serve answers f, whose bytes are raw (rc.in when the frame collected
 // there). On the loop (inline mode, a non-blocking request, or a busy

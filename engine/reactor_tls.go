@@ -603,7 +603,7 @@ func (rc tlsSource) Refuse(buf []byte, err error) lifecycle.Step {
 }
 
 // ReadAhead: as plainSource's; the kernel holds ciphertext.
-func (rc tlsSource) ReadAhead() bool { return rc.unread() > 0 }
+func (rc tlsSource) ReadAhead(need int) bool { return rc.unread() >= max(need, 1) }
 
 func (rc tlsSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	x := rc.tls
@@ -879,7 +879,7 @@ func (s tlsOrphanSource) Refuse(buf []byte, err error) lifecycle.Step {
 }
 
 // ReadAhead: the peer has half-closed; More reads the rest.
-func (s tlsOrphanSource) ReadAhead() bool { return false }
+func (s tlsOrphanSource) ReadAhead(int) bool { return false }
 
 func (s tlsOrphanSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	rc, srv, x := s.rc, s.rc.srv, s.rc.tls

@@ -224,7 +224,7 @@ func (c stdSource) Refuse(buf []byte, err error) lifecycle.Step {
 
 // ReadAhead: std reads only when it needs bytes, so at a drain the frames
 // a peer sent may still be in the kernel.
-func (c stdSource) ReadAhead() bool { return connUnread(c.nc) > 0 }
+func (c stdSource) ReadAhead(need int) bool { return connUnread(c.nc) >= max(need, 1) }
 
 func (c stdSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
 	srv := c.srv
@@ -386,6 +386,19 @@ func (c *stdConn) stopWatch() bool {
 // deadline of the connection's phase (idle or reading). The buffer grows
 // with the bytes that actually arrive, never to a frame's declared size
 // up front. It returns why the connection should close, or nil.
+// readsAhead reports whether a draining connection reads on: idle, with
+// bytes waiting in the kernel, or reading a frame whose rest (to fill the
+// buffer to want) is all there. Otherwise the drain closes it.
+func (c *stdConn) readsAhead(want int) bool {
+	switch c.lc.Phase() {
+	case lifecycle.Idle:
+		return connUnread(c.nc) > 0
+	case lifecycle.Reading:
+		return connUnread(c.nc) >= want-len(c.buf)
+	}
+	return false
+}
+
 func (c *stdConn) fill(need int) error {
 	srv := c.srv
 	want := len(c.buf) + need
@@ -439,12 +452,13 @@ func (c *stdConn) fill(need int) error {
 			// came between our last read and the deadline just set, it was
 			// overwritten. Closed is set before the interruption, so
 			// looking now cannot miss it.
-			if c.lc.Phase() != lifecycle.Idle || connUnread(c.nc) == 0 {
+			if !c.readsAhead(want) {
 				return errDraining
 			}
-			// Frames the peer sent before the drain wait in the kernel:
-			// read them, as the reactor reads what arrives, and answer
-			// those that are whole. The read takes what is there; under
+			// Frames the peer sent before the drain wait in the kernel
+			// (or the rest of the frame begun, all of it): read them, as
+			// the reactor reads what arrives, and answer those that are
+			// whole. The read takes what is there; under
 			// TLS a partial record could block, hence the linger bound.
 			if ld := time.Now().Add(lifecycle.LingerTime); dl.IsZero() || ld.Before(dl) {
 				c.nc.SetReadDeadline(ld)
@@ -473,7 +487,7 @@ func (c *stdConn) fill(need int) error {
 			}
 			if isTimeout(err) {
 				if srv.closed.Load() {
-					if !interrupted && m == 0 && c.lc.Phase() == lifecycle.Idle && connUnread(c.nc) > 0 {
+					if !interrupted && m == 0 && c.readsAhead(want) {
 						// The drain's interruption came after our deadline:
 						// look again, and read what the peer sent before.
 						interrupted = true

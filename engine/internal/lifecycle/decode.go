@@ -54,13 +54,16 @@ type Source interface {
 	// Serve answers frame f, whose bytes raw are at the front of Inbound,
 	// and drops them from it, or hands f to another goroutine (Pause).
 	Serve(f codec.Frame, raw []byte) Step
-	// ReadAhead is asked when the server drains and no frame is begun:
-	// it reports whether bytes the peer sent wait unread (in the kernel),
-	// to be read by More, so that the whole frames among them are
-	// answered before the close. (A peer that keeps sending frames keeps
+	// ReadAhead is asked when the server drains and Inbound holds no
+	// whole frame: it reports whether bytes the peer sent wait unread
+	// (in the kernel), to be read by More, so that the whole frames among
+	// them are answered before the close: any bytes when no frame is
+	// begun (need is 0), at least need, the rest of the frame begun,
+	// otherwise (a frame whose bytes have all arrived is answered; one
+	// still arriving is closed). A peer that keeps sending frames keeps
 	// being answered, within the drain's bound, as on a transport that
-	// reads everything as it arrives.)
-	ReadAhead() bool
+	// reads everything as it arrives.
+	ReadAhead(need int) bool
 }
 
 // Decode is the decode loop, the same for every transport: it serves the
@@ -77,7 +80,11 @@ func Decode(d Decoder, src Source, st *State, draining *atomic.Bool, clock func(
 		case Refuse:
 			return src.Refuse(buf, err)
 		case Empty, Partial:
-			if st.Await(v, draining.Load(), clock) && (v == Partial || !src.ReadAhead()) {
+			ahead := need
+			if v == Empty {
+				ahead = 0
+			}
+			if st.Await(v, draining.Load(), clock) && !src.ReadAhead(ahead) {
 				return Close
 			}
 			s = src.More(v, buf, need)

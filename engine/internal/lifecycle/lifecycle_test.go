@@ -170,7 +170,13 @@ type scriptSource struct {
 	calls    []string
 }
 
-func (s *scriptSource) ReadAhead() bool { return s.ahead && len(s.arrivals) > 0 }
+func (s *scriptSource) ReadAhead(need int) bool {
+	n := 0
+	for _, a := range s.arrivals {
+		n += len(a)
+	}
+	return s.ahead && n > 0 && n >= need
+}
 
 func (s *scriptSource) Inbound() []byte { return s.buf }
 
@@ -249,6 +255,13 @@ func TestDecode(t *testing.T) {
 			"more(empty,11)", Close, Reading},
 		{"unread frames in two reads, draining", nil, [][]byte{f10, f10}, true, Continue, true,
 			"more(empty,11) serve(echo,25) more(empty,11) serve(echo,25)", Close, Idle},
+		// Draining with a frame begun: its rest, all arrived and unread,
+		// is read and the frame answered; a rest still arriving is not
+		// waited for.
+		{"rest of a frame unread, draining", f10[:20], [][]byte{f10[20:]}, true, Continue, true,
+			"more(partial,5) serve(echo,25)", Close, Idle},
+		{"part of the rest unread, draining", f10[:20], [][]byte{f10[20:22]}, true, Continue, true,
+			"", Close, Reading},
 	}
 	for _, c := range cases {
 		src := &scriptSource{buf: c.buf, arrivals: c.arrivals, serveAs: c.serveAs, ahead: c.ahead}
