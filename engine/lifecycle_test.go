@@ -1605,11 +1605,13 @@ func TestHalfCloseTLSFIN(t *testing.T) {
 			})
 			// dialFIN returns a TLS client whose finWrite shuts the TCP
 			// write side under the session.
+			var lastRaw net.Conn
 			dialFIN := func(t *testing.T) (*client, func()) {
 				raw, err := net.DialTimeout("tcp", s.AddrString(), ioTimeout)
 				if err != nil {
 					t.Fatal(err)
 				}
+				lastRaw = raw
 				tc := tls.Client(raw, secClientTLS(pki, nil, 0))
 				t.Cleanup(func() { tc.Close() })
 				tc.SetDeadline(time.Now().Add(ioTimeout))
@@ -1649,27 +1651,44 @@ func TestHalfCloseTLSFIN(t *testing.T) {
 					c.expectClosed()
 				}
 			})
-			t.Run("pipelined", func(t *testing.T) {
-				c, fin := dialFIN(t)
-				c.opts.MaxPayload = 1 << 20
-				c.expect("echo", []byte("warm"), codec.StatusOK, []byte("warm"))
-				var wire []byte
-				for i := range 6 {
-					req := "echo"
-					if i == 0 && (v.kind != engine.Reactor || !v.inline) {
-						req = "held" // in flight on a worker (std: its goroutine) at the FIN
+			for _, midRecord := range []bool{false, true} {
+				name := "pipelined"
+				if midRecord {
+					name = "pipelined-mid-record" // the FIN after the first bytes of a record
+				}
+				t.Run(name, func(t *testing.T) {
+					c, fin := dialFIN(t)
+					c.opts.MaxPayload = 1 << 20
+					c.expect("echo", []byte("warm"), codec.StatusOK, []byte("warm"))
+					var wire []byte
+					for i := range 6 {
+						req := "echo"
+						if i == 0 && (v.kind != engine.Reactor || !v.inline) {
+							req = "held" // in flight on a worker (std: its goroutine) at the FIN
+						}
+						wire = c.encode(wire, codec.Frame{Seq: uint32(i + 2), Request: []byte(req), Payload: []byte(fmt.Sprintf("p%d", i))})
 					}
-					wire = c.encode(wire, codec.Frame{Seq: uint32(i + 2), Request: []byte(req), Payload: []byte(fmt.Sprintf("p%d", i))})
-				}
-				if err := c.writeRaw(wire); err != nil {
-					t.Fatal(err)
-				}
-				fin()
-				for i := range 6 {
-					expect(t, c, "pipelined behind a request in flight", uint32(i+2), []byte(fmt.Sprintf("p%d", i)))
-				}
-				c.expectClosed()
-			})
+					if err := c.writeRaw(wire); err != nil {
+						t.Fatal(err)
+					}
+					if midRecord {
+						if _, err := lastRaw.Write([]byte{0x17, 0x03}); err != nil {
+							t.Fatal(err)
+						}
+					}
+					fin()
+					for i := range 6 {
+						expect(t, c, "pipelined behind a request in flight", uint32(i+2), []byte(fmt.Sprintf("p%d", i)))
+					}
+					if midRecord {
+						if _, err := c.recvErr(); err == nil {
+							t.Fatal("an answer after the last frame")
+						}
+					} else {
+						c.expectClosed()
+					}
+				})
+			}
 			t.Run("large", func(t *testing.T) {
 				c, fin := dialFIN(t)
 				c.opts.MaxPayload = 32 << 20

@@ -375,8 +375,10 @@ func (c *stdConn) stopWatch() bool {
 	}
 	err := c.watchErr
 	c.watchErr = nil
-	if errors.Is(err, io.EOF) {
-		// A half-close: the peer still reads. Answer it, then close.
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		// A half-close: the peer still reads. Answer it, and the frames
+		// already read behind it, then close. (Under TLS a FIN after part
+		// of a record is crypto/tls's unexpected EOF.)
 		return false
 	}
 	return err != nil
