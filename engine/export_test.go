@@ -23,24 +23,19 @@ func SetRandRead(f func([]byte) (int, error)) (restore func()) {
 
 // SetAfterAnswerWritten makes the reactor's workers call f after writing
 // an answer whole, before they give the connection back.
-func SetAfterAnswerWritten(f func()) (restore func()) {
-	old := afterAnswerWritten
-	afterAnswerWritten = f
-	return func() { afterAnswerWritten = old }
-}
+func SetAfterAnswerWritten(f func()) (restore func()) { return setHook(&afterAnswerWritten, f) }
 
 // SetAfterOrphaned makes the reactor's loops call f when a half-closed
 // connection is given a duplicate descriptor to finish its answers on.
-func SetAfterOrphaned(f func()) (restore func()) {
-	old := afterOrphaned
-	afterOrphaned = f
-	return func() { afterOrphaned = old }
-}
+func SetAfterOrphaned(f func()) (restore func()) { return setHook(&afterOrphaned, f) }
 
 // SetBeforeAsyncAnswer makes the reactor's workers call f before they hand
 // (the rest of) a plain answer to gnet.
-func SetBeforeAsyncAnswer(f func()) (restore func()) {
-	old := beforeAsyncAnswer
-	beforeAsyncAnswer = f
-	return func() { beforeAsyncAnswer = old }
+func SetBeforeAsyncAnswer(f func()) (restore func()) { return setHook(&beforeAsyncAnswer, f) }
+
+// setHook sets the test hook *p to f and returns what restores it.
+func setHook(p *func(), f func()) (restore func()) {
+	old := *p
+	*p = f
+	return func() { *p = old }
 }

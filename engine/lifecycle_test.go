@@ -1183,13 +1183,7 @@ func TestWriteTimeoutSteadyReader(t *testing.T) {
 // once dropped what it held: a reset, or a torn answer.) The subtests run
 // one at a time: the hook that says the FIN was seen is global.
 func TestHalfCloseLargeAnswer(t *testing.T) {
-	orphaned := make(chan struct{}, 16)
-	t.Cleanup(engine.SetAfterOrphaned(func() {
-		select {
-		case orphaned <- struct{}{}:
-		default:
-		}
-	}))
+	orphaned := orphanSignal(t)
 	for _, v := range variants {
 		for _, network := range []string{"tcp", "unix"} {
 			t.Run(v.name+"/"+network, func(t *testing.T) {
@@ -1212,11 +1206,7 @@ func TestHalfCloseLargeAnswer(t *testing.T) {
 					t.Fatal(err)
 				}
 				if e.kind == engine.Reactor {
-					select {
-					case <-orphaned:
-					case <-time.After(ioTimeout):
-						t.Fatal("the server did not take over the half-closed connection")
-					}
+					waitOrphaned(t, orphaned)
 				}
 				f := c.recv()
 				if f.Status != codec.StatusOK || f.Seq != 1 || !bytes.Equal(f.Payload, bigAns) {
@@ -1235,25 +1225,49 @@ func TestHalfCloseLargeAnswer(t *testing.T) {
 	}
 }
 
-// The pool: the peer's FIN arrives after a worker has written what the
-// socket took of a large answer and before gnet has the rest (the worker
-// is on its way to hand it over). The rest still goes out, on the
-// duplicate descriptor; it was once dropped (a torn answer, then a clean
-// EOF).
-func TestHalfCloseAnswerInTransit(t *testing.T) {
+// orphanSignal returns where the reactor signals, once per test run at
+// a time, that it has taken over a half-closed connection (the hook is
+// global: tests using it are not parallel).
+func orphanSignal(t *testing.T) <-chan struct{} {
 	orphaned := make(chan struct{}, 1)
-	handing := make(chan struct{}, 1)
-	proceed := make(chan struct{})
 	t.Cleanup(engine.SetAfterOrphaned(func() {
 		select {
 		case orphaned <- struct{}{}:
 		default:
 		}
 	}))
+	return orphaned
+}
+
+// waitOrphaned waits for orphanSignal's signal.
+func waitOrphaned(t *testing.T, orphaned <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-orphaned:
+	case <-time.After(ioTimeout):
+		t.Fatal("the server did not take over the half-closed connection")
+	}
+}
+
+// holdAsyncAnswer holds each pool worker just before it hands an answer
+// to gnet: handing signals it, a send on proceed lets it go.
+func holdAsyncAnswer(t *testing.T) (handing <-chan struct{}, proceed chan<- struct{}) {
+	h, p := make(chan struct{}, 1), make(chan struct{})
 	t.Cleanup(engine.SetBeforeAsyncAnswer(func() {
-		handing <- struct{}{}
-		<-proceed
+		h <- struct{}{}
+		<-p
 	}))
+	return h, p
+}
+
+// The pool: the peer's FIN arrives after a worker has written what the
+// socket took of a large answer and before gnet has the rest (the worker
+// is on its way to hand it over). The rest still goes out, on the
+// duplicate descriptor; it was once dropped (a torn answer, then a clean
+// EOF).
+func TestHalfCloseAnswerInTransit(t *testing.T) {
+	orphaned := orphanSignal(t)
+	handing, proceed := holdAsyncAnswer(t)
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			e := env{variant{"reactor-pool", engine.Reactor, false}, network}
@@ -1270,11 +1284,7 @@ func TestHalfCloseAnswerInTransit(t *testing.T) {
 			if err := c.nc.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
 				t.Fatal(err)
 			}
-			select {
-			case <-orphaned:
-			case <-time.After(ioTimeout):
-				t.Fatal("the server did not take over the half-closed connection")
-			}
+			waitOrphaned(t, orphaned)
 			proceed <- struct{}{}
 			f := c.recv()
 			if f.Status != codec.StatusOK || f.Seq != 1 || !bytes.Equal(f.Payload, bigAns) {
@@ -1293,19 +1303,8 @@ func TestHalfCloseAnswerInTransit(t *testing.T) {
 // no answer to the frame behind (the orphan once served that frame too,
 // and the ended session answered it with a second refusal).
 func TestHalfCloseAfterClosingAnswer(t *testing.T) {
-	orphaned := make(chan struct{}, 1)
-	handing := make(chan struct{}, 1)
-	proceed := make(chan struct{})
-	t.Cleanup(engine.SetAfterOrphaned(func() {
-		select {
-		case orphaned <- struct{}{}:
-		default:
-		}
-	}))
-	t.Cleanup(engine.SetBeforeAsyncAnswer(func() {
-		handing <- struct{}{}
-		<-proceed
-	}))
+	orphaned := orphanSignal(t)
+	handing, proceed := holdAsyncAnswer(t)
 	key := []byte("the shared secret")
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
@@ -1326,11 +1325,7 @@ func TestHalfCloseAfterClosingAnswer(t *testing.T) {
 			if err := c.nc.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
 				t.Fatal(err)
 			}
-			select {
-			case <-orphaned:
-			case <-time.After(ioTimeout):
-				t.Fatal("the server did not take over the half-closed connection")
-			}
+			waitOrphaned(t, orphaned)
 			proceed <- struct{}{}
 			if f := c.recv(); f.Status != codec.StatusBadMAC || f.Seq != 1 {
 				t.Fatalf("status %d seq %d, want 502 seq 1", f.Status, f.Seq)

@@ -523,16 +523,9 @@ func (rc *rconn) finishOrphan(v [][]byte) {
 	if x := rc.tls; x != nil {
 		if ok && x.established.Load() && !x.failed.Load() {
 			// Every frame crypto/tls still holds or will decrypt from
-			// the ciphertext read before the FIN, all decrypted first
-			// (the pipe ends at the FIN): a draining server answers whole
-			// frames and closes only at the end of them.
-			rc.drainTLS()
-			if t.srv.budget.set(&rc.hold, int64(len(x.plain)-x.plainOff), rc) {
-				t.srv.stats.evicted.Add(1)
-			} else {
-				rc.lc.Enter(lifecycle.Idle, unixNow())
-				lifecycle.Decode(&rc.session, tlsOrphanSource{rc: rc, o: o}, &rc.lc, &t.srv.closed, unixNow)
-			}
+			// the ciphertext read before the FIN.
+			rc.lc.Enter(lifecycle.Idle, unixNow())
+			lifecycle.Decode(&rc.session, tlsOrphanSource{rc: rc, o: o}, &rc.lc, &t.srv.closed, unixNow)
 		}
 		x.pipe.release()
 		x.releasePlain()
@@ -580,37 +573,66 @@ func (s orphanSource) More(lifecycle.Verdict, []byte, int) lifecycle.Step {
 }
 
 func (s orphanSource) Refuse(buf []byte, err error) lifecycle.Step {
-	srv := s.rc.srv
-	x := srv.getExchange()
-	s.rc.writeOrphan(s.o.nc, s.rc.refusal(x, buf, err))
-	srv.putExchange(x)
-	return lifecycle.Close
+	return s.rc.refuseOrphan(s.o, buf, err)
 }
 
 // ReadAhead: the peer has half-closed; everything it sent is in rest.
 func (s orphanSource) ReadAhead(int) bool { return false }
 
 func (s orphanSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
-	rc, srv := s.rc, s.rc.srv
-	if srv.forcedNow() || rc.hold.evicted() {
+	rc := s.rc
+	if rc.srv.forcedNow() || rc.hold.evicted() {
 		return lifecycle.Close
 	}
+	goOn := rc.answerOrphan(s.o, f, raw)
+	s.o.rest = s.o.rest[len(raw):]
+	rc.srv.budget.set(&rc.hold, int64(len(s.o.rest)), rc)
+	if !goOn {
+		return lifecycle.Close
+	}
+	return lifecycle.Continue
+}
+
+// answerOrphan answers f (raw, read before the peer's FIN) of a
+// half-closed connection on the orphan's goroutine and reports whether
+// the connection goes on. A handler timeout here ends the handler's
+// context and answers timed out when it returns, as on a loop.
+func (rc *rconn) answerOrphan(o *orphan, f codec.Frame, raw []byte) bool {
+	srv := rc.srv
 	x := srv.getExchange()
 	x.canWait = false
-	x.info = s.o.info
+	x.info = o.info
+	if rc.tls != nil {
+		x.info.TLS = rc.tls.state // set by the handshake, after OnClose took info
+	}
 	x.cur = f
 	rc.lc.Enter(lifecycle.Dispatched, unixNow())
 	r := rc.dispatch(x, f)
 	v := rc.frame(x, f, r)
 	srv.stats.answered(rc.id, r.status, len(raw), vecLen(v))
-	ok := rc.writeOrphan(s.o.nc, v)
+	ok := rc.writeOrphanAnswer(o, v)
 	srv.putExchange(x)
-	s.o.rest = s.o.rest[len(raw):]
-	rc.srv.budget.set(&rc.hold, int64(len(s.o.rest)), rc)
-	if !ok || r.closes {
-		return lifecycle.Close
+	return ok && !r.closes
+}
+
+// refuseOrphan answers the refusal (err) of a half-closed connection's
+// frame whose bytes so far are buf; the connection closes after it.
+func (rc *rconn) refuseOrphan(o *orphan, buf []byte, err error) lifecycle.Step {
+	x := rc.srv.getExchange()
+	rc.writeOrphanAnswer(o, rc.refusal(x, buf, err))
+	rc.srv.putExchange(x)
+	return lifecycle.Close
+}
+
+// writeOrphanAnswer writes an answer of a half-closed connection on its
+// duplicate descriptor (through crypto/tls over TLS) and reports whether
+// it all went.
+func (rc *rconn) writeOrphanAnswer(o *orphan, v [][]byte) bool {
+	if rc.tls != nil {
+		rc.writeTLS(v) // tlsPipe.Write: on the duplicate
+		return !rc.tls.failed.Load()
 	}
-	return lifecycle.Continue
+	return rc.writeOrphan(o.nc, v)
 }
 
 // OnTick advances the timing wheel: connections whose deadline has passed,

@@ -849,13 +849,7 @@ type tlsOrphanSource struct {
 	o  *orphan
 }
 
-func (s tlsOrphanSource) Inbound() []byte {
-	x := s.rc.tls
-	if x.plain == nil {
-		return nil
-	}
-	return x.plain[x.plainOff:]
-}
+func (s tlsOrphanSource) Inbound() []byte { return s.rc.tls.plain[s.rc.tls.plainOff:] }
 
 func (s tlsOrphanSource) More(lifecycle.Verdict, []byte, int) lifecycle.Step {
 	rc, x := s.rc, s.rc.tls
@@ -871,35 +865,25 @@ func (s tlsOrphanSource) More(lifecycle.Verdict, []byte, int) lifecycle.Step {
 }
 
 func (s tlsOrphanSource) Refuse(buf []byte, err error) lifecycle.Step {
-	srv := s.rc.srv
-	ex := srv.getExchange()
-	s.rc.writeTLS(s.rc.refusal(ex, buf, err))
-	srv.putExchange(ex)
-	return lifecycle.Close
+	return s.rc.refuseOrphan(s.o, buf, err)
 }
 
-// ReadAhead: the peer has half-closed; More reads the rest.
-func (s tlsOrphanSource) ReadAhead(int) bool { return false }
+// ReadAhead: until crypto/tls has read to the FIN, More has more to
+// decrypt (also while draining: all of it was sent before the FIN).
+func (s tlsOrphanSource) ReadAhead(int) bool {
+	x := s.rc.tls
+	return !x.peerEOF && !x.failed.Load()
+}
 
 func (s tlsOrphanSource) Serve(f codec.Frame, raw []byte) lifecycle.Step {
-	rc, srv, x := s.rc, s.rc.srv, s.rc.tls
-	if srv.forcedNow() || rc.hold.evicted() || x.failed.Load() {
+	rc, x := s.rc, s.rc.tls
+	if rc.srv.forcedNow() || rc.hold.evicted() || x.failed.Load() {
 		return lifecycle.Close
 	}
-	ex := srv.getExchange()
-	ex.canWait = false
-	ex.info = s.o.info
-	ex.info.TLS = x.state
-	ex.cur = f
-	rc.lc.Enter(lifecycle.Dispatched, unixNow())
-	r := rc.dispatch(ex, f)
-	v := rc.frame(ex, f, r)
-	srv.stats.answered(rc.id, r.status, len(raw), vecLen(v))
-	rc.writeTLS(v)
-	srv.putExchange(ex)
+	goOn := rc.answerOrphan(s.o, f, raw)
 	x.plainOff += len(raw)
-	srv.budget.set(&rc.hold, int64(len(x.plain)-x.plainOff), rc)
-	if x.failed.Load() || r.closes {
+	rc.srv.budget.set(&rc.hold, int64(len(x.plain)-x.plainOff), rc)
+	if !goOn {
 		return lifecycle.Close
 	}
 	return lifecycle.Continue
